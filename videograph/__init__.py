@@ -1,0 +1,3 @@
+"""videograph: graph learning for video understanding on PyTorch Geometric."""
+
+__version__ = "0.1.0"
