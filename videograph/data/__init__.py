@@ -1,0 +1,3 @@
+from .containers import Proposals, Regions, Tubelets
+
+__all__ = ["Tubelets", "Regions", "Proposals"]
