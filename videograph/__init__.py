@@ -1,3 +1,7 @@
 """videograph: graph learning for video understanding on PyTorch Geometric."""
+from .data import Proposals, Regions, Tubelets
+from .graph import EdgeType, build_graph
 
 __version__ = "0.1.0"
+
+__all__ = ["build_graph", "EdgeType", "Tubelets", "Regions", "Proposals", "__version__"]
