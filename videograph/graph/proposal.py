@@ -62,7 +62,10 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     ``max_contextual`` / ``max_surrounding`` keep, for each target node, only its best sources (highest tIoU,
     nearest centre; ties go to the smaller index), which makes the graph directed. Edge weights
     (``<kind>_edge_weight``) are the cosine similarity of the two proposals' features (P-GCN's adjacency) when
-    features are given, else one. Edges are sorted by target, then source.
+    features are given, else one. Cosine weights can be negative: feed them to layers that take any weight
+    (:class:`~videograph.nn.conv.PGCNConv`, :class:`~torch_geometric.nn.conv.GraphConv`), not to
+    :class:`~torch_geometric.nn.conv.GCNConv`, whose degree normalisation needs non-negative weights. Edges are
+    sorted by target, then source.
 
     ``pgcn_official=True`` reproduces the reference code (Alvin-Zeng/PGCN, ``ops/detection_metrics.py`` and
     ``pgcn_dataset.py``): segments in integer frames with both end frames counted (lengths ``end - start + 1``,

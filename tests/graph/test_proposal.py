@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from videograph import Proposals, build_graph
+from videograph.graph import segment_distance, segment_iou
+
+
+def random_proposals(generator, n=40, features=True, integer=False):
+    start = torch.rand(n, generator=generator) * 100
+    length = 1 + torch.rand(n, generator=generator) * 30
+    segments = torch.stack([start, start + length], 1)
+    if integer:
+        segments = segments.round()
+    x = torch.randn(n, 8, generator=generator) if features else None
+    return Proposals(segments.double(), x)
+
+
+def brute_force_edges(segments, theta_ctx=0.7, theta_sur=1.0, official=False):
+    """The paper's definitions (or the reference code's) over all pairs, one pair at a time."""
+    one = 1.0 if official else 0.0
+    segs = segments.tolist()
+    ctx, sur = {}, {}
+    for i, (si, ei) in enumerate(segs):
+        for j, (sj, ej) in enumerate(segs):
+            if i == j:
+                continue
+            inter = max(0.0, min(ei, ej) - max(si, sj) + one)
+            union = (ei - si + one) + (ej - sj + one) - inter
+            tiou = inter / union
+            span = max(ei, ej) - min(si, sj) + one
+            d = abs((si + ei) / 2 - (sj + ej) / 2) / (span if official else union)
+            if tiou > theta_ctx:
+                ctx[(j, i)] = tiou
+            if tiou <= 0 and d < theta_sur:
+                sur[(j, i)] = d
+    return ctx, sur
+
+
+def best_per_target(edges, k, descending):
+    kept = set()
+    for target in {i for _, i in edges}:
+        sources = sorted((j for j, i in edges if i == target),
+                         key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)], j))
+        kept |= {(j, target) for j in sources[:k]}
+    return kept
+
+
+def as_set(edge_index):
+    return set(map(tuple, edge_index.t().tolist()))
+
+
+def test_edges_match_the_paper_definitions(generator):
+    video = random_proposals(generator)
+    data = build_graph(video)
+    ctx, sur = brute_force_edges(video.segments)
+    assert as_set(data.contextual_edge_index) == set(ctx) and len(ctx) > 0
+    assert as_set(data.surrounding_edge_index) == set(sur) and len(sur) > 0
+    assert data.contextual_edge_index.size(1) == len(ctx)
+
+
+@pytest.mark.parametrize("theta_ctx, theta_sur", [(0.5, 0.8), (0.9, 2.0), (0.0, 0.6)])
+def test_thresholds(generator, theta_ctx, theta_sur):
+    video = random_proposals(generator)
+    data = build_graph(video, theta_ctx=theta_ctx, theta_sur=theta_sur)
+    ctx, sur = brute_force_edges(video.segments, theta_ctx, theta_sur)
+    assert as_set(data.contextual_edge_index) == set(ctx)
+    assert as_set(data.surrounding_edge_index) == set(sur)
+
+
+def test_edges_are_symmetric_without_self_loops(generator):
+    data = build_graph(random_proposals(generator))
+    for kind in ("contextual", "surrounding"):
+        edges = as_set(data[f"{kind}_edge_index"])
+        assert edges == {(j, i) for i, j in edges}
+        assert all(i != j for i, j in edges)
+
+
+def test_weights_are_feature_cosines(generator):
+    video = random_proposals(generator)
+    data = build_graph(video)
+    for (j, i), w in zip(data.edge_index.t().tolist(), data.edge_weight.tolist()):
+        a, b = video.features[j], video.features[i]
+        assert math.isclose(w, float(a @ b / (a.norm() * b.norm())), rel_tol=1e-5, abs_tol=1e-6)
+    without = build_graph(random_proposals(generator, features=False))
+    assert torch.equal(without.edge_weight, torch.ones_like(without.edge_weight))
+
+
+@pytest.mark.parametrize("max_contextual, max_surrounding", [(1, 1), (3, 2), (8, 2)])
+def test_caps_keep_the_best_sources_per_target(generator, max_contextual, max_surrounding):
+    video = random_proposals(generator, n=60)
+    data = build_graph(video, max_contextual=max_contextual, max_surrounding=max_surrounding)
+    ctx, sur = brute_force_edges(video.segments)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, max_contextual, descending=True)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, max_surrounding, descending=False)
+
+
+def test_official_mode_matches_the_reference_definitions(generator):
+    video = random_proposals(generator, n=60, integer=True)
+    data = build_graph(video, pgcn_official=True)
+    ctx, sur = brute_force_edges(video.segments, official=True)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, descending=True)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, 2, descending=False)
+
+
+def test_official_iou_counts_both_end_frames():
+    a = torch.tensor([[0.0, 4.0]])
+    b = torch.tensor([[4.0, 9.0]])  # shares frame 4 with a
+    assert segment_iou(a, b).item() == 0.0
+    assert segment_iou(a, b, frame_inclusive=True).item() == pytest.approx(1 / 10)
+    assert segment_distance(a, b, union="span").item() == pytest.approx(4.5 / 9)
+    assert segment_distance(a, b).item() == pytest.approx(4.5 / 9)
+
+
+def test_chunking_does_not_change_the_graph(generator):
+    video = random_proposals(generator, n=70)
+    reference = build_graph(video, max_contextual=3)
+    chunked = build_graph(video, max_contextual=3, chunk_size=7)
+    for key in ("contextual_edge_index", "surrounding_edge_index", "edge_weight", "edge_type"):
+        assert torch.equal(reference[key], chunked[key])
+
+
+def test_node_keys(generator):
+    video = random_proposals(generator)
+    video = Proposals(video.segments, video.features, video.features * 2, torch.rand(len(video)),
+                      torch.zeros(len(video), dtype=torch.long), duration=200.0)
+    data = build_graph(video)
+    assert torch.equal(data.x_ext, video.features * 2) and torch.equal(data.y, video.labels)
+    assert torch.equal(data.score, video.scores) and torch.equal(data.segments, video.segments)
+
+
+@pytest.mark.parametrize("option, value", [("theta_ctx", 1.5), ("theta_sur", 0.0), ("max_contextual", 0),
+                                           ("max_surrounding", 2.5), ("chunk_size", 0)])
+def test_bad_options(generator, option, value):
+    with pytest.raises(ValueError, match=option):
+        build_graph(random_proposals(generator), **{option: value})
+
+
+def test_segment_functions_check_shapes():
+    with pytest.raises(ValueError, match="'a'"):
+        segment_iou(torch.zeros(3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="'union'"):
+        segment_distance(torch.zeros(1, 2), torch.zeros(1, 2), union="sum")
