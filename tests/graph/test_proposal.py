@@ -117,8 +117,10 @@ def test_chunking_does_not_change_the_graph(generator):
     video = random_proposals(generator, n=70)
     reference = build_graph(video, max_contextual=3)
     chunked = build_graph(video, max_contextual=3, chunk_size=7)
-    for key in ("contextual_edge_index", "surrounding_edge_index", "edge_weight", "edge_type"):
+    for key in ("contextual_edge_index", "surrounding_edge_index", "edge_type"):
         assert torch.equal(reference[key], chunked[key])
+    # Large blocks take cosines from a matrix product, small ones from gathered rows: equal up to rounding.
+    torch.testing.assert_close(reference.edge_weight, chunked.edge_weight)
 
 
 def test_node_keys(generator):

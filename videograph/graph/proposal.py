@@ -5,10 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.utils import cumsum
 
 from ..data import Proposals
-from .segments import segment_distance, segment_iou
 
 __all__ = ["proposal_graph", "OFFICIAL_MAX_CONTEXTUAL", "OFFICIAL_MAX_SURROUNDING"]
 
@@ -17,28 +15,36 @@ OFFICIAL_MAX_CONTEXTUAL = 8
 OFFICIAL_MAX_SURROUNDING = 2
 
 
-def _keep_best(row: Tensor, col: Tensor, key: Tensor, k: Optional[int], descending: bool
-               ) -> Tuple[Tensor, Tensor]:
-    """Keeps, for every row, the ``k`` entries with the best key (ties: smaller column first).
+def _keep_best(mask: Tensor, key: Tensor, k: Optional[int], descending: bool) -> Tensor:
+    """Narrows each row of ``mask`` to its ``k`` entries with the best ``key`` (ties: smaller column first).
 
-    ``row`` must be sorted and ``col`` ascending within each row, as ``nonzero`` returns them.
+    Dense and sort-free: the k-th best key of each row comes from ``topk``; entries strictly better are kept,
+    and entries equal to it fill the remaining places from the left.
     """
-    if k is None or row.numel() == 0:
-        return row, col
-    order = torch.sort(key, descending=descending, stable=True).indices
-    order = order[torch.sort(row[order], stable=True).indices]
-    row, col = row[order], col[order]
-    counts = torch.bincount(row - row[0])
-    start = cumsum(counts)[:-1].repeat_interleave(counts)
-    rank = torch.arange(row.numel(), device=row.device) - start
-    keep = rank < k
-    return row[keep], col[keep]
+    if k is None or k >= mask.size(1):
+        return mask
+    worst = float("-inf") if descending else float("inf")
+    key = key.masked_fill(~mask, worst)
+    kth = key.topk(k, dim=1, largest=descending).values[:, -1:]
+    better = (key > kth) if descending else (key < kth)
+    tie = (key == kth) & mask
+    room = k - better.sum(1, keepdim=True)
+    crowded = (tie.sum(1, keepdim=True) > room).flatten().nonzero().flatten()
+    if crowded.numel():  # only rows with more ties than places pay for the running count
+        tie[crowded] &= tie[crowded].cumsum(1) <= room[crowded]
+    return better | tie
 
 
-def _cosine(x: Tensor, src: Tensor, dst: Tensor, chunk: int = 1 << 16) -> Tensor:
-    unit = F.normalize(x, dim=-1)
-    return torch.cat([(unit[s] * unit[d]).sum(-1) for s, d in zip(src.split(chunk), dst.split(chunk))]) \
-        if src.numel() else x.new_zeros(0)
+def _cosine(unit: Tensor, dst: Tensor, src: Tensor, dense_rows: Tuple[int, int]) -> Tensor:
+    """Cosine similarity of unit-norm rows ``unit[dst]`` and ``unit[src]``, all ``dst`` within ``dense_rows``.
+
+    A block of a dense product costs ``rows * N * D`` but streams through memory; gathering costs ``E * D``
+    with two random reads per edge. The block product wins once edges fill more than a few percent of it.
+    """
+    first, last = dense_rows
+    if dst.numel() * 16 < (last - first) * unit.size(0):
+        return (unit[dst] * unit[src]).sum(-1)
+    return (unit[first:last] @ unit.t())[dst - first, src]
 
 
 def _check_count(name: str, value: Optional[int]) -> Optional[int]:
@@ -104,35 +110,47 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     if video.labels is not None:
         data.y = video.labels
 
-    want_ctx, want_sur = "contextual" in edges, "surrounding" in edges
-    found = {"contextual": ([], []), "surrounding": ([], [])}
-    for start in range(0, num_nodes, chunk_size):
-        block = segments[start:start + chunk_size]
-        iou = segment_iou(block, segments, frame_inclusive=pgcn_official)
-        local = torch.arange(block.size(0), device=segments.device)
-        not_self = torch.ones_like(iou, dtype=torch.bool)
-        not_self[local, local + start] = False
-        if want_ctx:
-            row, col = ((iou > theta_ctx) & not_self).nonzero(as_tuple=True)
-            row, col = _keep_best(row, col, iou[row, col], max_contextual, descending=True)
-            found["contextual"][0].append(row + start)
-            found["contextual"][1].append(col)
-        if want_sur:
-            distance = segment_distance(block, segments, union="span" if pgcn_official else "union",
-                                        frame_inclusive=pgcn_official)
-            row, col = ((iou <= 0) & (distance < theta_sur) & not_self).nonzero(as_tuple=True)
-            row, col = _keep_best(row, col, distance[row, col], max_surrounding, descending=False)
-            found["surrounding"][0].append(row + start)
-            found["surrounding"][1].append(col)
+    # Every pairwise quantity derives from the raw intersection and the summed lengths: with frame-inclusive
+    # counting both gain +1 per segment, the tIoU union is ``length_sum - inter`` and, for disjoint segments,
+    # U = ``length_sum`` (union) or ``length_sum - inter`` (span). Comparing products avoids divisions.
+    one = 1.0 if pgcn_official else 0.0
+    start_time, end_time = segments[:, 0], segments[:, 1]
+    length = end_time - start_time + one
+    centre2 = start_time + end_time
+    unit = F.normalize(video.features, dim=-1) if video.features is not None else None
+    want = {kind: kind in edges for kind in ("contextual", "surrounding")}
+    found = {kind: ([], [], []) for kind in want}
+    for first in range(0, num_nodes, chunk_size):
+        last = min(first + chunk_size, num_nodes)
+        inter = torch.minimum(end_time[first:last, None], end_time) \
+            - torch.maximum(start_time[first:last, None], start_time) + one
+        length_sum = length[first:last, None] + length
+        rows = torch.arange(last - first, device=segments.device)
+        selected = {}
+        if want["contextual"]:
+            mask = inter * (1.0 + theta_ctx) > theta_ctx * length_sum
+            mask[rows, rows + first] = False
+            if max_contextual is not None:
+                mask = _keep_best(mask, inter / (length_sum - inter), max_contextual, descending=True)
+            selected["contextual"] = mask.nonzero(as_tuple=True)
+        if want["surrounding"]:
+            union = length_sum - inter if pgcn_official else length_sum
+            gap = (centre2[first:last, None] - centre2).abs_()
+            mask = (inter <= 0) & (gap < (2.0 * theta_sur) * union)
+            if max_surrounding is not None:
+                mask = _keep_best(mask, gap / union, max_surrounding, descending=False)
+            selected["surrounding"] = mask.nonzero(as_tuple=True)
+        for kind, (row, col) in selected.items():
+            targets, sources, weights = found[kind]
+            targets.append(row + first)
+            sources.append(col)
+            if unit is not None:
+                weights.append(_cosine(unit, row + first, col, dense_rows=(first, last)))
 
-    for kind, (targets, sources) in found.items():
-        if kind not in edges:
+    for kind, (targets, sources, weights) in found.items():
+        if not want[kind]:
             continue
-        dst, src = torch.cat(targets), torch.cat(sources)
-        order = torch.argsort(dst * num_nodes + src)
-        dst, src = dst[order], src[order]
-        data[f"{kind}_edge_index"] = torch.stack([src, dst])
-        weight = _cosine(video.features, src, dst) if video.features is not None else \
-            torch.ones(src.numel(), device=segments.device)
-        data[f"{kind}_edge_weight"] = weight
+        data[f"{kind}_edge_index"] = torch.stack([torch.cat(sources), torch.cat(targets)])
+        data[f"{kind}_edge_weight"] = torch.cat(weights) if unit is not None else \
+            torch.ones(data[f"{kind}_edge_index"].size(1), device=segments.device)
     return data
