@@ -1,0 +1,116 @@
+import io
+
+import pytest
+import torch
+
+from videograph.nn import GaussianMixture
+from videograph.nn.functional import gmm_energy_loss, gmm_estimate, gmm_log_prob
+
+
+@pytest.fixture
+def x(generator):
+    return torch.randn(50, 4, generator=generator)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_training_uses_the_batch_and_eval_the_running_mixture(x, covariance):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=3, covariance=covariance, momentum=1.0)
+    gamma = gmm.membership(x)
+    phi, mu, cov = gmm_estimate(x, gamma, covariance)
+    torch.testing.assert_close(gmm(x), gmm_log_prob(x, phi, mu, cov))
+    # momentum 1: the running estimates are now the batch's
+    torch.testing.assert_close(gmm.running_mu, mu.detach())
+    gmm.eval()
+    torch.testing.assert_close(gmm(x[:5]), gmm_log_prob(x[:5], phi, mu, cov).detach())
+
+
+def test_running_estimates_average_with_momentum(x):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=2, momentum=0.25)
+    _, mu, _ = gmm_estimate(x, gmm.membership(x), "diag")
+    gmm.loss(x)
+    torch.testing.assert_close(gmm.running_mu, 0.25 * mu.detach())
+    assert int(gmm.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_loss_is_eq6(x, covariance):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=3, covariance=covariance)
+    expected = gmm_energy_loss(x, gmm.membership(x), covariance)
+    torch.testing.assert_close(gmm.loss(x), expected)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_fit_equals_the_estimate_over_all_batches(x, covariance):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=3, covariance=covariance).eval()
+    gmm.fit_(x.split(7))
+    phi, mu, cov = gmm_estimate(x, gmm.membership(x), covariance)
+    torch.testing.assert_close(gmm.running_phi, phi)
+    torch.testing.assert_close(gmm.running_mu, mu)
+    torch.testing.assert_close(gmm.running_cov, cov)
+
+
+def test_prune_slices_components_and_keeps_the_rest(x):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=4)
+    gmm.running_phi.copy_(torch.tensor([0.5, 0.01, 0.47, 0.02]))
+    logits = gmm.membership_net(x)
+    gmm.prune_(0.02)
+    assert gmm.num_components == 2 and gmm.membership_net[-1].out_features == 2
+    torch.testing.assert_close(gmm.membership(x), torch.softmax(logits[:, [0, 2]], -1))
+    torch.testing.assert_close(gmm.running_phi, torch.tensor([0.5, 0.47]) / 0.97)
+    assert gmm.running_cov.shape == (2, 4)
+    # everything below the threshold still keeps the heaviest component
+    gmm.running_phi.copy_(torch.tensor([0.01, 0.015]))
+    assert gmm.prune_(0.5).num_components == 1
+    assert torch.isfinite(gmm.loss(x))
+
+
+def test_dynamic_k_finds_three_well_separated_clusters():
+    """Started at K = 6 on three Gaussians, training with per-epoch pruning ends at K = 3 on their means."""
+    generator = torch.Generator().manual_seed(0)
+    means = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    x = torch.cat([m + 0.7 * torch.randn(300, 2, generator=generator) for m in means])
+    torch.manual_seed(0)
+    gmm = GaussianMixture(2, num_components=6, hidden_channels=64)
+    optimiser = torch.optim.SGD(gmm.parameters(), lr=0.05, momentum=0.9)  # MUSLE's optimiser
+    for epoch in range(30):
+        for batch in torch.randperm(len(x), generator=generator).split(100):
+            loss = gmm.loss(x[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        gmm.fit_([x])
+        if epoch >= 10:  # let the components settle before removing any
+            gmm.prune_(0.02)
+    assert gmm.num_components == 3
+    assert torch.cdist(means, gmm.running_mu).min(1).values.max() < 0.3
+    torch.testing.assert_close(gmm.running_phi, torch.full((3,), 1 / 3), atol=0.03, rtol=0)
+
+
+def test_state_dict_round_trip_with_weights_only(x):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=3).eval()
+    gmm.fit_([x])
+    buffer = io.BytesIO()
+    torch.save(gmm.state_dict(), buffer)
+    buffer.seek(0)
+    restored = GaussianMixture(4, num_components=3).eval()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    torch.testing.assert_close(restored(x), gmm(x))
+
+
+def test_repr_and_bad_input(x):
+    assert repr(GaussianMixture(16, num_components=6)) == "GaussianMixture(16, num_components=6, covariance=diag)"
+    gmm = GaussianMixture(4)
+    with pytest.raises(ValueError, match="'x'"):
+        gmm(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="'x' is empty"):
+        gmm(torch.zeros(0, 4))
+    with pytest.raises(ValueError, match="'covariance'"):
+        GaussianMixture(4, covariance="tied")
+    with pytest.raises(ValueError, match="'loader'"):
+        gmm.fit_([])

@@ -1,0 +1,4 @@
+from . import functional
+from .gmm import GaussianMixture
+
+__all__ = ["functional", "GaussianMixture"]
