@@ -32,7 +32,8 @@ def segment_sample(
     Args:
         count (torch.Tensor): The segment sizes, a :obj:`torch.long` tensor.
         k (int or torch.Tensor): The number of draws per segment, a scalar or
-            one per segment; :obj:`-1` takes the whole segment.
+            one per segment; :obj:`-1` takes the whole segment (also when
+            :obj:`replace=True`).
         replace (bool, optional): If set to :obj:`True`, draws with
             replacement. (default: :obj:`False`)
         generator (torch.Generator, optional): The source of randomness.
@@ -60,10 +61,11 @@ def segment_sample(
     k = torch.as_tensor(k, dtype=torch.long, device=device).expand(num_segments)
     if bool((k < -1).any()):
         raise ValueError("'k' must be -1 (whole segment) or a non-negative count")
-    k = torch.where(k < 0, count, k)
+    whole = k < 0
+    k = torch.where(whole, count, k)
 
     if replace:
-        num = torch.where(count > 0, k, torch.zeros_like(k))
+        num = torch.where((count > 0) | whole, k, torch.zeros_like(k))
     else:
         num = torch.minimum(count, k)
 
@@ -76,7 +78,7 @@ def segment_sample(
     if replace:
         u = torch.rand(total, dtype=torch.float64, generator=generator, device=device)
         offset = (u * count.index_select(0, segment)).long()
-        return segment, offset, num
+        return segment, torch.where(whole.index_select(0, segment), slot, offset), num
 
     proper = count > num  # segments that need a random proper subset
     if not bool(proper.any()):
