@@ -3,6 +3,8 @@ from collections import Counter
 import pytest
 import torch
 import torch_geometric.typing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 from torch_geometric.data import Data
 from torch_geometric.sampler import NodeSamplerInput
@@ -296,3 +298,16 @@ def test_pyg_neighbor_sampler_satisfies_the_same_invariants(make_proposal_batch)
     fanout = torch.bincount(out.col, minlength=out.node.numel())
     assert torch.equal(fanout[:seeds.numel()], in_degree[seeds].clamp(max=4))
     assert bool((fanout <= 4).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_nodes=st.integers(1, 30), num_edges=st.integers(0, 120), seed=st.integers(0, 2**16),
+       num_neighbors=st.lists(st.integers(-1, 6), min_size=1, max_size=3), replace=st.booleans(),
+       num_seeds=st.integers(1, 8))
+def test_invariants_hold_on_arbitrary_graphs(num_nodes, num_edges, seed, num_neighbors, replace, num_seeds):
+    g = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    seeds = torch.randperm(num_nodes, generator=g)[:num_seeds].tolist()
+    sampler = NeighborSampler(Data(edge_index=edge_index, num_nodes=num_nodes), num_neighbors, replace=replace,
+                              generator=g)
+    check_sample(_sample(sampler, seeds), edge_index, num_nodes, seeds, num_neighbors, replace=replace)
