@@ -7,7 +7,7 @@ from torch_geometric.nn import SAGEConv
 from videograph.nn import PGCN
 from videograph.sampler import NeighborLoader, NeighborSampler
 
-from conftest import CONTEXTUAL, SURROUNDING
+CONTEXTUAL, SURROUNDING = 3, 4  # videograph.graph.EdgeType values
 
 
 def _check_minibatch(mb, data, edge_key="edge_index"):

@@ -12,7 +12,7 @@ from torch_geometric.sampler.base import NumNeighbors
 
 from videograph.sampler import NeighborSampler
 
-from conftest import CONTEXTUAL, SURROUNDING
+CONTEXTUAL, SURROUNDING = 3, 4  # videograph.graph.EdgeType values
 
 
 def _sample(sampler, seeds):
