@@ -169,8 +169,10 @@ def run_workload(name, data, args, generator):
 
 
 def plot(results, path):
-    methods = [("videograph sample_from_nodes", "seeds_per_s"), ("NodeLoader + videograph", "loader_seeds_per_s"),
-               ("videograph NeighborLoader", "neighbor_loader_seeds_per_s"), ("naive randperm loop", "naive_seeds_per_s"),
+    methods = [("videograph sample_from_nodes", "seeds_per_s"),
+               ("NodeLoader + videograph", "loader_seeds_per_s"),
+               ("videograph NeighborLoader", "neighbor_loader_seeds_per_s"),
+               ("naive randperm loop", "naive_seeds_per_s"),
                ("PyG NeighborSampler", "pyg_seeds_per_s")]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.16
@@ -182,7 +184,7 @@ def plot(results, path):
                         va="bottom", fontsize=7)
     ax.axhline(300e3, color="grey", linestyle="--", linewidth=0.8, label="goal 300k seeds/s")
     ax.set_yscale("log")
-    ax.set_xticks(range(2), ["random 100k nodes / 1M edges", f"64 proposal graphs x 2000"])
+    ax.set_xticks(range(2), ["random 100k nodes / 1M edges", f"{results['num_videos']} proposal graphs x 2000"])
     ax.set_ylabel("seeds / s (1 thread, median)")
     ax.set_title(f"Neighbour sampling {NUM_NEIGHBORS}, {BATCH_SIZE} seeds per mini-batch")
     ax.legend(fontsize=7, loc="upper right")
