@@ -178,10 +178,12 @@ def plot(results, path):
     width = 0.16
     for m, (label, key) in enumerate(methods):
         values = [results.get(f"{key}_{w}") or 0 for w in ("random", "proposals")]
+        if not any(values):
+            label += " (not installed)"
         bars = ax.bar([w + (m - 2) * width for w in range(2)], values, width, label=label)
         for bar, v in zip(bars, values):
-            ax.annotate("n/a" if v == 0 else f"{v / 1e3:.0f}k", (bar.get_x() + width / 2, max(v, 1)), ha="center",
-                        va="bottom", fontsize=7)
+            if v:
+                ax.annotate(f"{v / 1e3:.0f}k", (bar.get_x() + width / 2, v), ha="center", va="bottom", fontsize=7)
     ax.axhline(300e3, color="grey", linestyle="--", linewidth=0.8, label="goal 300k seeds/s")
     ax.set_yscale("log")
     ax.set_xticks(range(2), ["random 100k nodes / 1M edges", f"{results['num_videos']} proposal graphs x 2000"])
