@@ -135,3 +135,19 @@ def test_models_train_on_sampled_proposal_minibatches(make_proposal_batch, model
     after = full_graph_loss()
     print(f"{model_cls.__name__}: full-graph loss {before:.3f} -> {after:.3f}")
     assert after < 0.7 * before, (before, after)
+
+
+def test_workers_draw_independent_reproducible_streams(make_proposal_batch):
+    data = make_proposal_batch(num_videos=1, num_proposals=40)
+    hub = int(torch.bincount(data.edge_index[1]).argmax())  # many neighbours: two draws rarely agree
+
+    def epoch(seed):
+        loader = NeighborLoader(data, [3], input_nodes=torch.full((64, ), hub), batch_size=16, num_workers=2,
+                                generator=torch.Generator().manual_seed(seed))
+        return [mb.e_id for mb in loader]
+
+    first, again, other = epoch(0), epoch(0), epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    # Batches 0 and 1 went to different workers with copies of one generator state.
+    assert not torch.equal(first[0], first[1])
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))

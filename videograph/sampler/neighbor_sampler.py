@@ -82,8 +82,9 @@ class NeighborSampler(BaseSampler):
             neighbourhood whole (P-GCN does not sample at test time); can be
             switched later through the :obj:`sample` attribute.
             (default: :obj:`True`)
-        generator (torch.Generator, optional): The source of randomness.
-            (default: :obj:`None`)
+        generator (torch.Generator, optional): The source of randomness; in
+            data-loading worker processes, each worker replaces its copy by
+            one seeded from the worker's seed. (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -135,6 +136,7 @@ class NeighborSampler(BaseSampler):
         torch.cumsum(torch.bincount(key, minlength=self.num_nodes * num_types), 0, out=self.ptr[1:])
         self._buffers: List[Tensor] = []
         self._lock = threading.Lock()
+        self._worker_seed: Optional[int] = None
 
     # Configuration ###########################################################
 
@@ -207,6 +209,7 @@ class NeighborSampler(BaseSampler):
         if seed_time is not None:
             raise ValueError(f"'{self.__class__.__name__}' does not do temporal sampling (got seed times)")
         seed = self._check_seeds(seed)
+        self._fork_generator_in_worker()
         local = self._acquire()
         nodes = [seed]
         rows: List[Tensor] = []
@@ -268,6 +271,16 @@ class NeighborSampler(BaseSampler):
         target, offset, _ = segment_sample(num_candidates, k, self.replace, self.generator)
         first = num_candidates.cumsum(0) - num_candidates
         return target, candidate.index_select(0, first.index_select(0, target) + offset)
+
+    def _fork_generator_in_worker(self):
+        # Data-loading workers receive copies of the generator in the same state and would all draw the
+        # same numbers; give each its own stream, seeded from the worker's (per epoch) seed, which the
+        # loader derives from its own generator.
+        info = torch.utils.data.get_worker_info()
+        if self.generator is None or info is None or self._worker_seed == info.seed:
+            return
+        self.generator = torch.Generator().manual_seed(info.seed)
+        self._worker_seed = info.seed
 
     def _check_seeds(self, seed: Tensor) -> Tensor:
         if not isinstance(seed, Tensor) or seed.dtype != torch.long:
