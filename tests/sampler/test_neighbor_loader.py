@@ -40,11 +40,13 @@ def test_pyg_node_loader_yields_ordinary_minibatches(make_proposal_batch):
 
 def test_neighbor_loader_keeps_video_membership_and_drops_full_graph_edge_sets(make_proposal_batch):
     data = make_proposal_batch()
+    data.video_label = torch.tensor([7, 8, 9])  # graph-level: one entry per video
     loader = NeighborLoader(data, [4, 4], batch_size=20, shuffle=True, generator=torch.Generator().manual_seed(1))
     seen = []
     for mb in loader:
         seen.append(_check_minibatch(mb, data))
         assert torch.equal(mb.batch, data.batch[mb.n_id])
+        assert torch.equal(mb.video_label, data.video_label)
         assert torch.equal(mb.segment, data.segment[mb.n_id])
         assert torch.equal(mb.edge_weight, data.edge_weight[mb.e_id])
         for key in ("ptr", "contextual_edge_index", "surrounding_edge_index"):
@@ -151,3 +153,12 @@ def test_workers_draw_independent_reproducible_streams(make_proposal_batch):
     # Batches 0 and 1 went to different workers with copies of one generator state.
     assert not torch.equal(first[0], first[1])
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_neighbor_loader_without_sampling_takes_whole_neighbourhoods(make_proposal_batch):
+    data = make_proposal_batch(num_videos=2)
+    loader = NeighborLoader(data, [2], batch_size=50, sample=False)
+    in_degree = torch.bincount(data.edge_index[1], minlength=data.num_nodes)
+    for mb in loader:
+        fanout = torch.bincount(mb.edge_index[1], minlength=mb.num_nodes)[:mb.batch_size]
+        assert torch.equal(fanout, in_degree[mb.n_id[:mb.batch_size]])
