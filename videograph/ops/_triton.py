@@ -158,11 +158,7 @@ def scatter_forward(src: Tensor, index: Tensor, dim: int, dim_size: int,
     r"""Returns the reduction and the per-target ``count`` (as ``src``'s
     dtype); empty targets hold ``0``."""
     shape = src.shape
-    A = 1
-    for s in shape[:dim]:
-        A *= s
-    N = shape[dim]
-    B = src.numel() // max(A * N, 1)
+    A, N, B = shape[:dim].numel(), shape[dim], shape[dim + 1:].numel()
     src3 = src.reshape(A, N, B)
     code = REDUCE_CODE[reduce]
     acc_dtype = _acc_dtype(src.dtype)
@@ -194,7 +190,7 @@ def scatter_forward(src: Tensor, index: Tensor, dim: int, dim_size: int,
 def _segment_kernel(
     src_ptr, ptr_ptr, out_ptr,
     B,
-    stride_sn, stride_sb, stride_os, stride_ob,
+    stride_p, stride_sn, stride_sb, stride_os, stride_ob,
     REDUCE: tl.constexpr, IS_FP64: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr,
 ):
@@ -202,8 +198,8 @@ def _segment_kernel(
     seg = tl.program_id(0).to(tl.int64)
     rb = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
     mask_b = rb < B
-    start = tl.load(ptr_ptr + seg).to(tl.int64)
-    end = tl.load(ptr_ptr + seg + 1).to(tl.int64)
+    start = tl.load(ptr_ptr + seg * stride_p).to(tl.int64)
+    end = tl.load(ptr_ptr + (seg + 1) * stride_p).to(tl.int64)
     if REDUCE == 2:
         init = float('-inf')
     elif REDUCE == 3:
@@ -244,14 +240,14 @@ def segment_forward(src: Tensor, ptr: Tensor, reduce: str) -> Tensor:
     r"""Reduces ``src[ptr[i]:ptr[i + 1]]`` for every segment ``i``; empty
     segments hold ``0``."""
     num_segments = ptr.numel() - 1
-    src2 = src.reshape(src.size(0), -1)
-    B = src2.size(1)
+    B = src.shape[1:].numel()
+    src2 = src.reshape(src.size(0), B)
     out = src.new_empty(num_segments, B)
     if num_segments > 0 and B > 0:
         BLOCK_R, BLOCK_B = 16, _block(B, 128, floor=1)
         grid = (num_segments, triton.cdiv(B, BLOCK_B))
         _segment_kernel[grid](
-            src2, ptr, out, B,
+            src2, ptr, out, B, ptr.stride(0),
             src2.stride(0), src2.stride(1), out.stride(0), out.stride(1),
             REDUCE=REDUCE_CODE[reduce],
             IS_FP64=src.dtype == torch.float64,
