@@ -2,6 +2,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch_geometric.utils import segment as pyg_segment
 
 import videograph.typing
 from videograph.ops import Segment, scatter, segment
@@ -45,7 +46,7 @@ def test_hand_built_example():
 @pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('reduce', REDUCES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_matches_loop_and_scatter(backend, reduce, dtype, generator):
+def test_matches_loop_scatter_and_pyg(backend, reduce, dtype, generator):
     # 40 rows in 9 segments: some segments span several kernel row blocks,
     # some are empty.
     src = torch.randn(40, 3, 2, generator=generator, dtype=dtype)
@@ -55,6 +56,7 @@ def test_matches_loop_and_scatter(backend, reduce, dtype, generator):
     torch.testing.assert_close(out, segment_loop(src, ptr, reduce), **tol)
     index = torch.repeat_interleave(ptr.diff())
     torch.testing.assert_close(out, scatter(src, index, 0, 9, reduce), **tol)
+    torch.testing.assert_close(out, pyg_segment(src, ptr, reduce), **tol)
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
