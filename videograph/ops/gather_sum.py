@@ -74,9 +74,18 @@ def gather_sum(
     if index.dim() != 2:
         raise ValueError(f"`index` must be two-dimensional [S, W] "
                          f"(got shape {tuple(index.shape)})")
-    check_index_range(index, table.size(0), 'index', 'table.size(0)')
 
     backend = resolve_backend('gather_sum', backend, (table, index))
+    if backend == 'torch' and not index.is_cuda:
+        # On CPU embedding_bag checks every index itself, so the separate
+        # pass over `index` (a few % of the op) runs only to word the error.
+        try:
+            return _TorchGatherSum.apply(table, index)
+        except RuntimeError as error:
+            failure = error
+        check_index_range(index, table.size(0), 'index', 'table.size(0)')
+        raise failure
+    check_index_range(index, table.size(0), 'index', 'table.size(0)')
     if backend == 'triton':
         load_triton((table, index))
         return _TritonGatherSum.apply(table, index)
