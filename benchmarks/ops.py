@@ -224,19 +224,27 @@ def plot(results, gbps, path):
     ax_bw.axhline(results['copy_gbps'], color='tab:red', linestyle='--',
                   label=f"torch.clone ({results['copy_gbps']:.1f} GB/s)")
     ax_bw.set_xticks(range(len(values)), labels, rotation=90, fontsize=7)
-    ax_bw.set_ylabel('logical GB/s (median, 1 thread)')
+    ax_bw.set_yscale('log')
+    ax_bw.set_ylabel('logical GB/s (median, 1 thread, log scale)')
     ax_bw.set_title('videograph.ops (blue) vs baselines (gray)')
     ax_bw.legend()
 
-    names = ['gather_sum', 'embedding_bag', 'materialised']
-    fwd = [results[f'peak_mb_{n}'] for n in names]
-    ax_mem.bar(range(3), fwd, color=['tab:blue', 'tab:gray', 'tab:gray'])
+    bars = {
+        'gather_sum\nfwd': results['peak_mb_gather_sum'],
+        'embedding_bag\nfwd': results['peak_mb_embedding_bag'],
+        'materialised\nfwd': results['peak_mb_materialised'],
+        'gather_sum\nfwd+bwd': results['peak_mb_gather_sum_fwd_bwd'],
+        'embedding_bag\nfwd+bwd': results['peak_mb_embedding_bag_fwd_bwd'],
+    }
+    ax_mem.bar(range(len(bars)), list(bars.values()),
+               color=['tab:blue', 'tab:gray', 'tab:gray', 'tab:blue',
+                      'tab:gray'])
     ax_mem.axhline(results['gathered_intermediate_mb'], color='tab:red',
                    linestyle='--', label='size of [S, W, F]')
-    ax_mem.set_xticks(range(3), names, rotation=30)
-    ax_mem.set_ylabel('peak RSS growth of one forward (MB)')
+    ax_mem.set_xticks(range(len(bars)), list(bars), rotation=90, fontsize=7)
+    ax_mem.set_ylabel('peak RSS growth of one call (MB)')
     ax_mem.set_title('gather_sum memory')
-    ax_mem.legend()
+    ax_mem.legend(loc='center left', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
