@@ -4,8 +4,8 @@ Run ``python benchmarks/ops.py`` (``--quick`` for a smaller, faster run). On
 one CPU thread it times, round-robin and reporting medians:
 
 - ``gather_sum`` (S=200000, W=15, F=64, M=10000) against
-  ``F.embedding_bag(mode='sum')`` and the materialising ``table[index].sum(1)``,
-  forward and forward + backward;
+  ``F.embedding_bag(mode='sum')`` and the materialising
+  ``table[index].sum(1)``, forward and forward + backward;
 - ``scatter`` sum/mean/max against ``index_add_``, ``scatter_reduce_`` and
   ``torch_geometric.utils.scatter`` (and torch-scatter when installed);
 - ``segment`` sum/max against ``torch.segment_reduce``,

@@ -96,8 +96,8 @@ def test_unavailable_backends_raise(monkeypatch):
 @pytest.mark.usefixtures('no_env')
 def test_forced_triton_checks_dtype_and_interpreter(monkeypatch):
     with pytest.raises(ValueError, match='floating-point values'):
-        resolve_backend('scatter', 'triton', [torch.ones(1, dtype=torch.int64)],
-                        'sum')
+        resolve_backend('scatter', 'triton',
+                        [torch.ones(1, dtype=torch.int64)], 'sum')
     monkeypatch.setenv('TRITON_INTERPRET', '0')
     with pytest.raises(ValueError, match='TRITON_INTERPRET=1'):
         resolve_backend('scatter', 'triton', [torch.ones(1)], 'sum')

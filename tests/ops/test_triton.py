@@ -47,7 +47,8 @@ COMPILE_ALL = """
             table_ptr='*' + dtype, index_ptr='*i64', out_ptr='*' + dtype),
             dict(IS_FP64=dtype == 'fp64', BLOCK_S=32, BLOCK_F=64))
         compile_kernel(K._gather_sum_bwd_kernel, dict(
-            grad_out_ptr='*' + dtype, index_ptr='*i32', grad_table_ptr='*' + acc),
+            grad_out_ptr='*' + dtype, index_ptr='*i32',
+            grad_table_ptr='*' + acc),
             dict(BLOCK_S=32, BLOCK_F=64))
         for code in (K.SUM, K.MAX, K.MIN):
             compile_kernel(K._scatter_kernel, dict(

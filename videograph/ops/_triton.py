@@ -16,7 +16,7 @@ Floating-point reductions accumulate in ``float32`` (``float64`` for
 ``float64`` inputs). Sums over atomics (``scatter``, ``gather_sum`` backward)
 are order-dependent on the GPU, so they are not bitwise reproducible there.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
@@ -154,9 +154,9 @@ def _scatter_kernel(
 
 
 def scatter_forward(src: Tensor, index: Tensor, dim: int, dim_size: int,
-                    reduce: str) -> Tuple[Tensor, Tensor]:
-    r"""Returns the reduction and the per-target ``count`` (as ``src``'s
-    dtype); empty targets hold ``0``."""
+                    reduce: str) -> Tuple[Tensor, Optional[Tensor]]:
+    r"""Returns the reduction and, except for ``'sum'``, the per-target
+    ``count`` (as ``src``'s dtype); empty targets hold ``0``."""
     shape = src.shape
     A, N, B = shape[:dim].numel(), shape[dim], shape[dim + 1:].numel()
     src3 = src.reshape(A, N, B)
@@ -164,7 +164,9 @@ def scatter_forward(src: Tensor, index: Tensor, dim: int, dim_size: int,
     acc_dtype = _acc_dtype(src.dtype)
     fill = {SUM: 0.0, MEAN: 0.0, MAX: float('-inf'), MIN: float('inf')}[code]
     out = src.new_full((A, dim_size, B), fill, dtype=acc_dtype)
-    count = torch.bincount(index, minlength=dim_size).to(src.dtype)
+    count = None
+    if code != SUM:  # mean divides by it, max/min zero the empty slots
+        count = torch.bincount(index, minlength=dim_size).to(src.dtype)
     if A * N * B > 0:
         BLOCK_N, BLOCK_B = 32, _block(B, 128, floor=1)
         num_n_blocks = triton.cdiv(N, BLOCK_N)
@@ -174,11 +176,12 @@ def scatter_forward(src: Tensor, index: Tensor, dim: int, dim_size: int,
             src3.stride(0), src3.stride(1), src3.stride(2), index.stride(0),
             out.stride(0), out.stride(1),
             REDUCE=code, BLOCK_N=BLOCK_N, BLOCK_B=BLOCK_B)
-    count_b = count.to(acc_dtype).view(1, dim_size, 1)
-    if code == MEAN:
-        out = out / count_b.clamp(min=1)
-    elif code in (MAX, MIN):
-        out = out.masked_fill(count_b == 0, 0.0)
+    if count is not None:
+        count_b = count.to(acc_dtype).view(1, dim_size, 1)
+        if code == MEAN:
+            out = out / count_b.clamp(min=1)
+        else:
+            out = out.masked_fill(count_b == 0, 0.0)
     out_shape = shape[:dim] + (dim_size, ) + shape[dim + 1:]
     return out.to(src.dtype).view(out_shape), count
 

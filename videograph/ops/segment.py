@@ -76,12 +76,16 @@ def segment(
     if reduce == 'mean' and not src.is_floating_point():
         raise ValueError(f"`reduce='mean'` needs a floating-point `src` "
                          f"(got {src.dtype})")
-    first, last = int(ptr[0]), int(ptr[-1])
+    counts = ptr.diff()
+    # One device-to-host transfer for all three checks.
+    smallest_count = (counts.min() if counts.numel() > 0 else
+                      ptr.new_zeros(()))
+    first, last, smallest_count = torch.stack(
+        [ptr[0], ptr[-1], smallest_count]).tolist()
     if first != 0 or last != src.size(0):
         raise ValueError(f"`ptr` must start at 0 and end at src.size(0)="
                          f"{src.size(0)} (got {first} and {last})")
-    counts = ptr.diff()
-    if counts.numel() > 0 and int(counts.min()) < 0:
+    if smallest_count < 0:
         raise ValueError("`ptr` must be non-decreasing")
 
     backend = resolve_backend('segment', backend, (src, ptr), reduce)
