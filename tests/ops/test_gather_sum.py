@@ -178,3 +178,13 @@ def test_half_precision(backend, dtype, generator):
     torch.testing.assert_close(out.double(),
                                gather_sum_loop(table.double(), index),
                                rtol=2e-2, atol=2e-2)
+
+
+def test_docstring_example():
+    import doctest
+    import importlib
+
+    # The package re-exports the function under the module's name.
+    module = importlib.import_module('videograph.ops.gather_sum')
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

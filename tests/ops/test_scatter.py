@@ -241,3 +241,13 @@ def test_half_precision(backend, dtype, generator):
         expected = scatter_loop(src.to(dtype).double(), index, 0, 6, reduce)
         torch.testing.assert_close(out.double(), expected, rtol=2e-2,
                                    atol=2e-2)
+
+
+def test_docstring_example():
+    import doctest
+    import importlib
+
+    # The package re-exports the function under the module's name.
+    module = importlib.import_module('videograph.ops.scatter')
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -146,3 +146,13 @@ def test_module():
     assert repr(module) == 'Segment(reduce=mean)'
     assert module(torch.tensor([1., 3., 5.]),
                   torch.tensor([0, 2, 3])).tolist() == [2., 5.]
+
+
+def test_docstring_example():
+    import doctest
+    import importlib
+
+    # The package re-exports the function under the module's name.
+    module = importlib.import_module('videograph.ops.segment')
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
