@@ -136,8 +136,7 @@ def check_index_range(index: Tensor, size: Optional[int], name: str,
     ``index.max() + 1`` if ``size`` is :obj:`None`)."""
     if index.numel() == 0:
         return 0 if size is None else size
-    lo, hi = torch.aminmax(index)
-    lo, hi = int(lo), int(hi)
+    lo, hi = torch.stack(torch.aminmax(index)).tolist()  # one host sync
     if lo < 0:
         raise ValueError(f"`{name}` must be non-negative "
                          f"(found the value {lo})")
