@@ -59,6 +59,16 @@ def test_matches_loop_scatter_and_pyg(backend, reduce, dtype, generator):
     torch.testing.assert_close(out, pyg_segment(src, ptr, reduce), **tol)
 
 
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('reduce', REDUCES)
+def test_spans_several_kernel_blocks(backend, reduce, generator):
+    # 130 columns and a 40-row segment cover several 16 x 128 tiles.
+    src = torch.randn(45, 130, generator=generator)
+    ptr = torch.tensor([0, 40, 40, 45])
+    torch.testing.assert_close(segment(src, ptr, reduce, backend),
+                               segment_loop(src, ptr, reduce))
+
 @pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('reduce', REDUCES)
 def test_non_contiguous_inputs(backend, reduce, generator):
