@@ -53,14 +53,18 @@ def median_ms(times):
 
 def time_round_robin(contenders, reps, progress):
     """Times every contender ``reps`` times, interleaved so that load from
-    other processes hits them alike; returns medians in milliseconds."""
-    times = {name: [] for name in contenders}
+    other processes hits them alike, and rotating the order because the
+    first call of a round measures slower here; returns medians in
+    milliseconds."""
+    names = list(contenders)
+    times = {name: [] for name in names}
     for fn in contenders.values():
         fn()  # warm-up
-    for _ in range(reps):
-        for name, fn in contenders.items():
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn()
+            contenders[name]()
             times[name].append(time.perf_counter() - start)
         progress.update(1)
     return {name: median_ms(ts) for name, ts in times.items()}
