@@ -214,6 +214,7 @@ def plot(results, gbps, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     fig, (ax_bw, ax_mem) = plt.subplots(
         1, 2, figsize=(14, 5), gridspec_kw=dict(width_ratios=[3, 1]))
@@ -229,6 +230,7 @@ def plot(results, gbps, path):
                   label=f"torch.clone ({results['copy_gbps']:.1f} GB/s)")
     ax_bw.set_xticks(range(len(values)), labels, rotation=90, fontsize=7)
     ax_bw.set_yscale('log')
+    ax_bw.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax_bw.set_ylabel('logical GB/s (median, 1 thread, log scale)')
     ax_bw.set_title('videograph.ops (blue) vs baselines (gray)')
     ax_bw.legend()

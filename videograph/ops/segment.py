@@ -35,9 +35,10 @@ def segment(
     ``ptr[-1] = src.size(0)``), so nothing is dropped.
 
     Backends: ``'torch'`` expands :obj:`ptr` to a row index and runs the
-    PyTorch path of :func:`~videograph.ops.scatter` (on one CPU thread this
-    is about 2x faster than :func:`torch.segment_reduce`, which moreover
-    returns ``nan``/``-inf`` for empty segments); ``'triton'`` runs one
+    PyTorch path of :func:`~videograph.ops.scatter` (on one CPU thread as
+    fast as :func:`torch.segment_reduce` for sums and about 2.5x faster for
+    max/min; ``segment_reduce`` also returns ``nan``/``-inf`` for empty
+    segments); ``'triton'`` runs one
     program per segment without atomics and only pays off on CUDA (not
     measured here: this package was built on a CPU-only machine, where the
     kernel runs in triton's interpreter for testing only);
@@ -95,13 +96,17 @@ def segment(
     if backend == 'torch_scatter':
         return videograph.typing.torch_scatter.segment_csr(
             src, ptr.long(), reduce=reduce)
-    index = _ptr_to_index(ptr, counts, src.size(0))
+    index = _ptr_to_index(ptr, src.size(0))
     return scatter_torch(src, index, 0, ptr.numel() - 1, reduce)
 
 
-def _ptr_to_index(ptr: Tensor, counts: Tensor, num_rows: int) -> Tensor:
-    segments = torch.arange(ptr.numel() - 1, device=ptr.device)
-    return segments.repeat_interleave(counts, output_size=num_rows)
+def _ptr_to_index(ptr: Tensor, num_rows: int) -> Tensor:
+    # Row r's segment is the number of inner boundaries at or before r.
+    # Counting them and a cumsum is 4-5x faster on CPU than
+    # arange(K).repeat_interleave(ptr.diff()); boundaries equal to
+    # num_rows (trailing empty segments) fall into the dropped last bin.
+    starts = torch.bincount(ptr[1:-1], minlength=num_rows + 1)
+    return starts[:num_rows].cumsum(0)
 
 
 class _TritonSegment(torch.autograd.Function):
@@ -116,9 +121,8 @@ class _TritonSegment(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor):
         src, ptr, out = ctx.saved_tensors
-        counts = ptr.diff()
-        index = _ptr_to_index(ptr, counts, src.size(0))
-        grad_src = scatter_backward(grad_out, src, index, 0, out, counts,
+        index = _ptr_to_index(ptr, src.size(0))
+        grad_src = scatter_backward(grad_out, src, index, 0, out, ptr.diff(),
                                     ctx.reduce)
         return grad_src, None, None
 
