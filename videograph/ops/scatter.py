@@ -1,0 +1,188 @@
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+import videograph.typing
+from videograph.ops._dispatch import (
+    check_index_dtype,
+    check_index_range,
+    check_reduce,
+    check_same_device,
+    check_tensor,
+    load_triton,
+    resolve_backend,
+)
+
+
+def scatter(
+    src: Tensor,
+    index: Tensor,
+    dim: int = 0,
+    dim_size: Optional[int] = None,
+    reduce: str = 'sum',
+    backend: Optional[str] = None,
+) -> Tensor:
+    r"""Reduces all slices of :obj:`src` along :obj:`dim` into the slots
+    given by :obj:`index`:
+
+    .. math::
+        \mathrm{out}_{\ldots, i, \ldots} = \bigoplus_{n \,:\, \mathrm{index}_n
+        = i} \mathrm{src}_{\ldots, n, \ldots}
+
+    with :math:`\bigoplus` one of sum, mean, max or min. Slots that receive
+    nothing hold :obj:`0`, for every reduction, as in
+    :func:`torch_geometric.utils.scatter`. For ``'max'``/``'min'`` the
+    gradient is shared evenly between tied maxima, as in
+    :meth:`torch.Tensor.scatter_reduce_`.
+
+    Backends (see :func:`videograph.ops.resolve_backend`): ``'torch'`` uses
+    :meth:`~torch.Tensor.index_add_` (sum, mean) and
+    :meth:`~torch.Tensor.scatter_reduce_` with ``include_self=False``
+    (max, min) and runs anywhere; ``'triton'`` runs one atomic kernel per call
+    and only pays off on CUDA (a claim not measured here: this package was
+    built on a CPU-only machine, where the kernel runs in triton's
+    interpreter for testing only); ``'torch_scatter'`` calls
+    :func:`torch_scatter.scatter` when that package is installed.
+
+    Args:
+        src (torch.Tensor): The values to reduce.
+        index (torch.Tensor): The target slot of every slice of :obj:`src`
+            along :obj:`dim` (``int32`` or ``int64``, non-negative).
+        dim (int, optional): The dimension to reduce along. (default: ``0``)
+        dim_size (int, optional): The size of the output along :obj:`dim`;
+            :obj:`None` means ``index.max() + 1``. (default: :obj:`None`)
+        reduce (str, optional): ``'sum'``, ``'mean'``, ``'max'`` or ``'min'``.
+            (default: ``'sum'``)
+        backend (str, optional): ``'auto'``, ``'torch'``, ``'triton'`` or
+            ``'torch_scatter'``; :obj:`None` means ``'auto'``.
+            (default: :obj:`None`)
+
+    Shapes:
+        - **src:** :math:`(*_1, N, *_2)`, any numeric dtype (floating point
+          for ``'mean'`` and for the Triton backend)
+        - **index:** :math:`(N)`
+        - **output:** :math:`(*_1, \text{dim_size}, *_2)`, dtype of
+          :obj:`src`
+
+    Example:
+        >>> src = torch.tensor([1., 2., 3., 4.])
+        >>> index = torch.tensor([0, 0, 2, 2])
+        >>> scatter(src, index, dim_size=4, reduce='max')
+        tensor([2., 0., 4., 0.])
+    """
+    src = check_tensor(src, 'src')
+    index = check_tensor(index, 'index')
+    check_reduce(reduce)
+    check_index_dtype(index, 'index')
+    check_same_device(src, index, 'src', 'index')
+    if index.dim() != 1:
+        raise ValueError(f"`index` must be one-dimensional "
+                         f"(got shape {tuple(index.shape)})")
+    if src.dim() == 0:
+        raise ValueError("`src` must have at least one dimension")
+    if not -src.dim() <= dim < src.dim():
+        raise ValueError(f"`dim` must lie in [{-src.dim()}, {src.dim() - 1}] "
+                         f"for `src` of shape {tuple(src.shape)} (got {dim})")
+    dim = dim % src.dim()
+    if index.numel() != src.size(dim):
+        raise ValueError(f"`index` must have one entry per slice of `src` "
+                         f"along dim={dim} (got {index.numel()} entries for "
+                         f"`src` of shape {tuple(src.shape)})")
+    if dim_size is not None and dim_size < 0:
+        raise ValueError(f"`dim_size` must be non-negative (got {dim_size})")
+    if reduce == 'mean' and not (src.is_floating_point()
+                                 or src.is_complex()):
+        raise ValueError(f"`reduce='mean'` needs a floating-point `src` "
+                         f"(got {src.dtype})")
+    dim_size = check_index_range(index, dim_size, 'index', 'dim_size')
+
+    backend = resolve_backend('scatter', backend, (src, index), reduce)
+    if backend == 'triton':
+        load_triton((src, index))
+        return _TritonScatter.apply(src, index, dim, dim_size, reduce)
+    if backend == 'torch_scatter':
+        return videograph.typing.torch_scatter.scatter(
+            src, index.long(), dim, dim_size=dim_size, reduce=reduce)
+    return scatter_torch(src, index, dim, dim_size, reduce)
+
+
+def _broadcast_shape(src: Tensor, dim: int) -> Tuple[int, ...]:
+    return (1, ) * dim + (-1, ) + (1, ) * (src.dim() - dim - 1)
+
+
+def scatter_torch(src: Tensor, index: Tensor, dim: int, dim_size: int,
+                  reduce: str) -> Tensor:
+    r"""The PyTorch path of :func:`scatter`; inputs are assumed checked."""
+    size = src.shape[:dim] + (dim_size, ) + src.shape[dim + 1:]
+    if reduce in ('sum', 'mean'):
+        out = src.new_zeros(size).index_add_(dim, index, src)
+        if reduce == 'mean':
+            count = torch.bincount(index, minlength=dim_size).clamp_(min=1)
+            out = out / count.to(out.dtype).view(_broadcast_shape(src, dim))
+        return out
+    expanded = index.long().view(_broadcast_shape(src, dim)).expand_as(src)
+    return src.new_zeros(size).scatter_reduce_(dim, expanded, src,
+                                               reduce='a' + reduce,
+                                               include_self=False)
+
+
+def scatter_backward(grad_out: Tensor, src: Tensor, index: Tensor, dim: int,
+                     out: Tensor, count: Tensor, reduce: str) -> Tensor:
+    r"""Gradient of :func:`scatter` w.r.t. :obj:`src`, with the conventions
+    of the PyTorch path (ties of max/min share the gradient evenly)."""
+    shape = _broadcast_shape(src, dim)
+    if reduce == 'mean':
+        grad_out = grad_out / count.clamp(min=1).to(grad_out.dtype).view(shape)
+    if reduce in ('sum', 'mean'):
+        return grad_out.index_select(dim, index)
+    is_arg = src == out.index_select(dim, index)
+    ties = torch.zeros_like(out).index_add_(dim, index, is_arg.to(out.dtype))
+    grad_out = grad_out / ties.clamp(min=1)
+    return grad_out.index_select(dim, index) * is_arg
+
+
+class _TritonScatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, src: Tensor, index: Tensor, dim: int,
+                dim_size: int, reduce: str) -> Tensor:
+        from videograph.ops import _triton
+        out, count = _triton.scatter_forward(src, index, dim, dim_size,
+                                             reduce)
+        ctx.dim, ctx.reduce = dim, reduce
+        ctx.save_for_backward(src, index, out, count)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor):
+        src, index, out, count = ctx.saved_tensors
+        grad_src = scatter_backward(grad_out, src, index, ctx.dim, out, count,
+                                    ctx.reduce)
+        return grad_src, None, None, None, None
+
+
+class Scatter(torch.nn.Module):
+    r"""Module form of :func:`scatter`.
+
+    Args:
+        reduce (str, optional): ``'sum'``, ``'mean'``, ``'max'`` or ``'min'``.
+            (default: ``'sum'``)
+        dim (int, optional): The dimension to reduce along. (default: ``0``)
+        backend (str, optional): See :func:`scatter`. (default: :obj:`None`)
+    """
+    def __init__(self, reduce: str = 'sum', dim: int = 0,
+                 backend: Optional[str] = None) -> None:
+        super().__init__()
+        check_reduce(reduce)
+        self.reduce = reduce
+        self.dim = dim
+        self.backend = backend
+
+    def forward(self, src: Tensor, index: Tensor,
+                dim_size: Optional[int] = None) -> Tensor:
+        return scatter(src, index, self.dim, dim_size, self.reduce,
+                       self.backend)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(reduce={self.reduce}, '
+                f'dim={self.dim})')

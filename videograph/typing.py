@@ -1,0 +1,54 @@
+"""Optional accelerators, detected once at import time.
+
+Mirrors :mod:`torch_geometric.typing`: every optional package is imported
+under a ``try`` guard and exposed as a ``WITH_*`` flag plus a module handle
+(``object`` when missing). Nothing here is ever required; code branches on the
+flags and falls back to pure PyTorch.
+"""
+import warnings
+
+try:
+    import torch_scatter  # noqa: F401
+    WITH_TORCH_SCATTER = True
+except Exception as e:  # pragma: no cover - depends on the environment
+    if not isinstance(e, ImportError):
+        warnings.warn(
+            f"An issue occurred while importing 'torch-scatter'. "
+            f"Disabling its usage. Stacktrace: {e}", stacklevel=2)
+    torch_scatter = object
+    WITH_TORCH_SCATTER = False
+
+try:
+    import torch_sparse  # noqa: F401
+    WITH_TORCH_SPARSE = True
+except Exception as e:  # pragma: no cover - depends on the environment
+    if not isinstance(e, ImportError):
+        warnings.warn(
+            f"An issue occurred while importing 'torch-sparse'. "
+            f"Disabling its usage. Stacktrace: {e}", stacklevel=2)
+    torch_sparse = object
+    WITH_TORCH_SPARSE = False
+
+# Importing triton does not decorate any kernel: triton (3.x) reads
+# ``TRITON_INTERPRET`` when a ``@triton.jit`` function is *defined*, which
+# happens lazily in :mod:`videograph.ops._triton`, so importing this module
+# early does not fix the interpreter mode.
+try:
+    import triton  # noqa: F401
+    WITH_TRITON = True
+except Exception as e:  # pragma: no cover - depends on the environment
+    if not isinstance(e, ImportError):
+        warnings.warn(
+            f"An issue occurred while importing 'triton'. "
+            f"Disabling its usage. Stacktrace: {e}", stacklevel=2)
+    triton = object
+    WITH_TRITON = False
+
+__all__ = [
+    'WITH_TORCH_SCATTER',
+    'WITH_TORCH_SPARSE',
+    'WITH_TRITON',
+    'torch_scatter',
+    'torch_sparse',
+    'triton',
+]
