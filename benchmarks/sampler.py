@@ -23,6 +23,7 @@ from torch_geometric.loader import NodeLoader  # noqa: E402
 from torch_geometric.sampler import NodeSamplerInput  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from videograph import Proposals, build_graph  # noqa: E402
 from videograph.sampler import NeighborLoader, NeighborSampler  # noqa: E402
 
 NUM_NEIGHBORS = [4, 4]
@@ -37,8 +38,7 @@ def random_graph(num_nodes, num_edges, generator):
 
 
 def proposal_graph(num_proposals, generator, duration=4000.0, num_actions=100):
-    # Proposals jitter action instances (or lie anywhere, for background); P-GCN's edges by brute force:
-    # contextual tIoU > 0.7, surrounding tIoU = 0 and |c_i - c_j| / union < 1, both directions.
+    # Proposals jitter action instances (or lie anywhere, for background); P-GCN's edges from build_graph.
     action_centre = torch.rand(num_actions, generator=generator) * duration
     action_length = 5 + torch.rand(num_actions, generator=generator) * 25
     which = torch.randint(-num_actions // 4, num_actions, (num_proposals, ), generator=generator)
@@ -49,19 +49,10 @@ def proposal_graph(num_proposals, generator, duration=4000.0, num_actions=100):
                          torch.rand(num_proposals, generator=generator) * duration)
     length = torch.where(is_action, action_length[a] * (1 + jitter[:, 1]),
                          5 + torch.rand(num_proposals, generator=generator) * 25)
-    start, end = centre - length / 2, centre + length / 2
-    inter = (torch.minimum(end[:, None], end[None]) - torch.maximum(start[:, None], start[None])).clamp(min=0)
-    union = length[:, None] + length[None] - inter
-    tiou = inter / union
-    contextual = ((tiou > 0.7) & ~torch.eye(num_proposals, dtype=torch.bool)).nonzero().t()
-    surrounding = ((tiou == 0) & ((centre[:, None] - centre[None]).abs() / union < 1)).nonzero().t()
-    edge_index = torch.cat([contextual, surrounding], dim=1)
-    edge_type = torch.cat([torch.full((contextual.size(1), ), 3), torch.full((surrounding.size(1), ), 4)])
+    segments = torch.stack([centre - length / 2, centre + length / 2], dim=-1)
+    segments = segments - segments.min().clamp(max=0)
     x = torch.randn(num_proposals, NUM_FEATURES, generator=generator)
-    edge_weight = torch.nn.functional.cosine_similarity(x[edge_index[0]], x[edge_index[1]], dim=-1)
-    return Data(x=x, edge_index=edge_index, edge_type=edge_type, edge_weight=edge_weight,
-                contextual_edge_index=contextual, surrounding_edge_index=surrounding,
-                y=torch.where(is_action, a % 20 + 1, torch.zeros_like(a)))
+    return build_graph(Proposals(segments, x, labels=torch.where(is_action, a % 20 + 1, torch.zeros_like(a))))
 
 
 def naive_sample(colptr, row, seeds, num_neighbors, generator):

@@ -4,6 +4,12 @@ import pytest
 import torch
 
 
+# Triton fixes interpreter or compiler when it is first imported and when each kernel is defined, and any
+# test module's imports may be the first to import it: so decide here, before any test module is collected.
+# Without a GPU the kernels can only run, and so only be checked, in the interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 SHARED_DATA = os.environ.get("VIDEOGRAPH_SHARED_DATA",
                              os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 

@@ -47,7 +47,7 @@ def test_neighbor_loader_keeps_video_membership_and_drops_full_graph_edge_sets(m
         seen.append(_check_minibatch(mb, data))
         assert torch.equal(mb.batch, data.batch[mb.n_id])
         assert torch.equal(mb.video_label, data.video_label)
-        assert torch.equal(mb.segment, data.segment[mb.n_id])
+        assert torch.equal(mb.segments, data.segments[mb.n_id])
         assert torch.equal(mb.edge_weight, data.edge_weight[mb.e_id])
         for key in ("ptr", "contextual_edge_index", "surrounding_edge_index"):
             assert key not in mb
