@@ -84,7 +84,7 @@ def _checked_edge_index(data, edge_key: str, num_nodes: int, node_ptr: Tensor) -
         if lo < 0 or hi >= num_nodes:
             raise ValueError(f"data[{edge_key!r}] holds node ids in [{lo}, {hi}], "
                              f"outside the {num_nodes} nodes of 'data'")
-        graph = torch.bucketize(edge_index, node_ptr[1:], right=True)
+        graph = torch.bucketize(edge_index.contiguous(), node_ptr[1:].contiguous(), right=True)
         if not torch.equal(graph[0], graph[1]):
             e = int((graph[0] != graph[1]).nonzero()[0])
             raise ValueError(f"data[{edge_key!r}] edge {e} joins graphs {int(graph[0, e])} and "
@@ -124,8 +124,9 @@ def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor]:
         table = comb.combination_table(live_sizes[0], k)
         idx = torch.tensor(live)
         # One broadcast add per output: each graph is the shared table shifted by its offsets.
-        nodes = (table.nodes.unsqueeze(0) + inp.node_ptr[idx].view(-1, 1, 1)).view(-1, k)
-        pairs = (table.pairs.unsqueeze(0) + pptr[idx].view(-1, 1, 1)).view(-1, comb.num_pairs(k))
+        rows = idx.numel() * table.nodes.size(0)
+        nodes = (table.nodes.unsqueeze(0) + inp.node_ptr[idx].view(-1, 1, 1)).view(rows, k)
+        pairs = (table.pairs.unsqueeze(0) + pptr[idx].view(-1, 1, 1)).view(rows, comb.num_pairs(k))
         return nodes, pairs
     tables = {n: comb.combination_table(n, k) for n in live_sizes}
     nodes = torch.cat([tables[int(sizes[g])].nodes + inp.node_ptr[g] for g in live]) if live else \

@@ -59,7 +59,7 @@ def pair_nodes(node_ptr: Tensor) -> Tensor:
         if size < 2:
             continue
         graphs = (n == size).nonzero().view(-1)
-        local = torch.triu_indices(size, size, 1, dtype=torch.long).t()
+        local = torch.triu_indices(size, size, 1, dtype=torch.long).t().contiguous()
         rows = offsets[graphs].view(-1, 1) + torch.arange(local.size(0)).view(1, -1)
         out[rows.view(-1)] = (local.unsqueeze(0) + node_ptr[graphs].view(-1, 1, 1)).view(-1, 2)
     return out
