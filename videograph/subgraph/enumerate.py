@@ -15,7 +15,8 @@ from torch_geometric.data.data import BaseData
 from tqdm.auto import tqdm
 
 from . import combinations as comb
-from .connected import UndirectedAdjacency, connected_sets, edge_ids, sort_rows, undirected_adjacency
+from .connected import (PairLookup, PairTable, UndirectedAdjacency, connected_sets, edge_id_table,
+                        sort_rows, undirected_adjacency)
 from .subgraphs import MODES, Subgraphs, pair_ptr as make_pair_ptr
 
 SMALL_GRAPHS = ('raise', 'empty')
@@ -56,13 +57,25 @@ class _Input:
         self.num_graphs = sizes.numel()
         self.edge_index = None
         self.adj: Optional[UndirectedAdjacency] = None
+        self._lookup: Optional[PairLookup] = None
+        self._edge_table: Optional[PairTable] = None
         if mode == 'connected':
             self.edge_index = _checked_edge_index(data, edge_key, self.num_nodes, node_ptr)
 
     def adjacency(self) -> UndirectedAdjacency:
         if self.adj is None:
-            self.adj = undirected_adjacency(self.edge_index, self.num_nodes)
+            self.adj = undirected_adjacency(self.edge_index, self.num_nodes, self.lookup())
         return self.adj
+
+    def lookup(self) -> PairLookup:
+        if self._lookup is None:
+            self._lookup = PairLookup(self.node_ptr, self.num_nodes)
+        return self._lookup
+
+    def edge_table(self) -> PairTable:
+        if self._edge_table is None:
+            self._edge_table = edge_id_table(self.edge_index, self.lookup())
+        return self._edge_table
 
     def node_graph(self) -> Tensor:
         return torch.repeat_interleave(torch.arange(self.num_graphs), self.sizes)
@@ -114,8 +127,8 @@ def _complete_from_ranks(inp: _Input, graph: Tensor, rank: Tensor) -> Tuple[Tens
     return local + inp.node_ptr[graph].view(-1, 1), pairs
 
 
-def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor]:
-    """All complete-mode sub-graphs from the cached combination tables."""
+def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor, Tensor]:
+    """All complete-mode sub-graphs (nodes, pair ids, batch) from the cached tables."""
     k, sizes = inp.k, inp.sizes
     pptr = make_pair_ptr(inp.node_ptr)
     live = [g for g, c in enumerate(counts) if c > 0]
@@ -123,26 +136,33 @@ def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor]:
     if len(live_sizes) == 1:
         table = comb.combination_table(live_sizes[0], k)
         idx = torch.tensor(live)
+        per_graph = table.nodes.size(0)
+        rows = idx.numel() * per_graph
         # One broadcast add per output: each graph is the shared table shifted by its offsets.
-        rows = idx.numel() * table.nodes.size(0)
         nodes = (table.nodes.unsqueeze(0) + inp.node_ptr[idx].view(-1, 1, 1)).view(rows, k)
         pairs = (table.pairs.unsqueeze(0) + pptr[idx].view(-1, 1, 1)).view(rows, comb.num_pairs(k))
-        return nodes, pairs
+        batch = idx.view(-1, 1).expand(-1, per_graph).reshape(rows)
+        return nodes, pairs, batch
+    if not live:
+        empty = torch.empty(0, dtype=torch.long)
+        return empty.view(0, k), empty.view(0, comb.num_pairs(k)), empty
     tables = {n: comb.combination_table(n, k) for n in live_sizes}
-    nodes = torch.cat([tables[int(sizes[g])].nodes + inp.node_ptr[g] for g in live]) if live else \
-        torch.empty(0, k, dtype=torch.long)
-    pairs = torch.cat([tables[int(sizes[g])].pairs + pptr[g] for g in live]) if live else \
-        torch.empty(0, comb.num_pairs(k), dtype=torch.long)
-    return nodes, pairs
+    nodes = torch.cat([tables[int(sizes[g])].nodes + inp.node_ptr[g] for g in live])
+    pairs = torch.cat([tables[int(sizes[g])].pairs + pptr[g] for g in live])
+    batch = torch.repeat_interleave(torch.tensor(live), torch.tensor([counts[g] for g in live]))
+    return nodes, pairs, batch
 
 
 def _connected_pairs(inp: _Input, nodes: Tensor) -> Tensor:
     i, j = comb.slot_pair_columns(inp.k)
-    return edge_ids(inp.edge_index, inp.num_nodes, nodes[:, i], nodes[:, j])
+    table = inp.edge_table()
+    return table.at(table.lookup.row_slots(nodes, i.tolist(), j.tolist()))
 
 
-def _package(inp: _Input, nodes: Tensor, pairs: Tensor, batch: Tensor) -> Subgraphs:
-    counts = torch.bincount(batch, minlength=inp.num_graphs)
+def _package(inp: _Input, nodes: Tensor, pairs: Tensor, batch: Tensor,
+             counts: Optional[Tensor] = None) -> Subgraphs:
+    if counts is None:
+        counts = torch.bincount(batch, minlength=inp.num_graphs)
     pptr = make_pair_ptr(inp.node_ptr) if inp.mode == 'complete' else None
     out = Subgraphs(nodes, pairs, batch, _ptr(counts), inp.node_ptr.clone(), inp.k, inp.mode, pptr)
     return out if inp.device.type == 'cpu' else out.to(inp.device)
@@ -187,20 +207,19 @@ def enumerate_subgraphs(data: BaseData, k: int, *, mode: str = 'complete', edge_
     if mode == 'complete':
         counts = _complete_counts(inp)
         if max_per_graph is None or max(counts, default=0) <= max_per_graph:
-            nodes, pairs = _complete_all(inp, counts)
-            batch = torch.repeat_interleave(torch.arange(inp.num_graphs), torch.tensor(counts))
-        else:
-            batch, rank = comb.sample_ranks(counts, max_per_graph, generator)
-            nodes, pairs = _complete_from_ranks(inp, batch, rank)
+            nodes, pairs, batch = _complete_all(inp, counts)
+            return _package(inp, nodes, pairs, batch, torch.tensor(counts, dtype=torch.long))
+        batch, rank = comb.sample_ranks(counts, max_per_graph, generator)
+        nodes, pairs = _complete_from_ranks(inp, batch, rank)
         return _package(inp, nodes, pairs, batch)
 
     nodes = _connected_rows(inp, torch.arange(inp.num_nodes))
-    batch = inp.node_graph()[nodes[:, 0]] if nodes.numel() else torch.empty(0, dtype=torch.long)
+    batch = inp.node_graph().index_select(0, nodes[:, 0].contiguous())
     if max_per_graph is not None:
         counts = torch.bincount(batch, minlength=inp.num_graphs)
         graph, rank = comb.sample_ranks(counts.tolist(), max_per_graph, generator)
         keep = _ptr(counts)[graph] + rank
-        nodes, batch = nodes[keep], batch[keep]
+        nodes, batch = nodes.index_select(0, keep), batch.index_select(0, keep)
     return _package(inp, nodes, _connected_pairs(inp, nodes), batch)
 
 
@@ -295,7 +314,7 @@ def _iter_connected(inp: _Input, generator, chunk_size: int, progress: bool) -> 
 
 
 def _connected_chunk(inp: _Input, nodes: Tensor, node_graph: Tensor) -> Subgraphs:
-    return _package(inp, nodes, _connected_pairs(inp, nodes), node_graph[nodes[:, 0]])
+    return _package(inp, nodes, _connected_pairs(inp, nodes), node_graph.index_select(0, nodes[:, 0].contiguous()))
 
 
 def _esu_groups(inp: _Input, chunk_size: int) -> Iterator[Tuple[Tensor, Tensor]]:
