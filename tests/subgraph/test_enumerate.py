@@ -275,3 +275,13 @@ def test_edges_across_graphs_and_bad_inputs():
         iter_subgraphs(Data(num_nodes=3), 2, chunk_size=0)
     with pytest.raises(ValueError, match="'ks'"):
         multiscale(Data(num_nodes=3), ())
+
+
+@pytest.mark.parametrize('mode', ['complete', 'connected'])
+def test_progress_bar_reports_the_work(mode, capsys):
+    data = graph_from_nx(nx.gnp_random_graph(9, 0.5, seed=1))
+    chunks = list(iter_subgraphs(data, 3, mode=mode, chunk_size=10, progress=True))
+    err = capsys.readouterr().err
+    unit = 'subgraph' if mode == 'complete' else 'root'
+    total = sum(len(c) for c in chunks) if mode == 'complete' else 9
+    assert f'{total}/{total}' in err and unit in err

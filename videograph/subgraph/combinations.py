@@ -141,13 +141,13 @@ def unrank(rank: Tensor, n: Tensor, k: int) -> Tensor:
     m = rank.numel()
     n = n.expand(m) if n.numel() == 1 else n
     n_max = int(n.max()) if m > 0 else 1
-    table = _binomial_columns(max(n_max, 1), k)
-    total = table[k].new_tensor([min(binom(int(v), k), INT64_MAX) for v in range(n_max + 1)])
-    remaining = total[n] - 1 - rank
+    table = _binomial_columns(n_max + 1, k)  # C(c, i) for c <= n_max
+    remaining = table[k].index_select(0, n) - 1 - rank
     out = torch.empty(m, k, dtype=torch.long)
     for i in range(k, 0, -1):
-        c = torch.searchsorted(table[i], remaining, right=True) - 1
-        remaining = remaining - table[i][c]
+        column = table[i, :n_max]  # candidates c < n
+        c = torch.searchsorted(column, remaining, right=True) - 1
+        remaining = remaining - column.index_select(0, c)
         out[:, k - i] = n - 1 - c
     return out
 

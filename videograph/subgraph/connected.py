@@ -32,7 +32,7 @@ def _where(mask: Tensor) -> Tensor:
     return mask.nonzero().view(-1)
 
 
-DENSE_LIMIT = 1 << 24  # pair slots (sum of n_g^2) up to which lookups use a dense table
+DENSE_LIMIT = 1 << 22  # pair slots (sum of n_g^2) up to which lookups use a dense table
 
 
 class PairLookup:
@@ -128,7 +128,7 @@ def undirected_adjacency(edge_index: Tensor, num_nodes: int,
     row, col = keys // num_nodes, keys % num_nodes
     rowptr = row.new_zeros(num_nodes + 1)
     torch.cumsum(torch.bincount(row, minlength=num_nodes), 0, out=rowptr[1:])
-    adjacent = lookup.table(row, col, torch.ones_like(row), fill=0)
+    adjacent = lookup.table(row, col, torch.ones(row.numel(), dtype=torch.int8), fill=0)
     return UndirectedAdjacency(rowptr, col, adjacent, num_nodes)
 
 
