@@ -138,19 +138,27 @@ def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor, Tenso
         idx = torch.tensor(live)
         per_graph = table.nodes.size(0)
         rows = idx.numel() * per_graph
-        # One broadcast add per output: each graph is the shared table shifted by its offsets.
-        nodes = (table.nodes.unsqueeze(0) + inp.node_ptr[idx].view(-1, 1, 1)).view(rows, k)
-        pairs = (table.pairs.unsqueeze(0) + pptr[idx].view(-1, 1, 1)).view(rows, comb.num_pairs(k))
+        # Each graph is the shared table shifted by its offsets: one widening copy + one add.
+        nodes = _shifted(table.nodes, inp.node_ptr.index_select(0, idx))
+        pairs = _shifted(table.pairs, pptr.index_select(0, idx))
         batch = idx.view(-1, 1).expand(-1, per_graph).reshape(rows)
         return nodes, pairs, batch
     if not live:
         empty = torch.empty(0, dtype=torch.long)
         return empty.view(0, k), empty.view(0, comb.num_pairs(k)), empty
     tables = {n: comb.combination_table(n, k) for n in live_sizes}
-    nodes = torch.cat([tables[int(sizes[g])].nodes + inp.node_ptr[g] for g in live])
-    pairs = torch.cat([tables[int(sizes[g])].pairs + pptr[g] for g in live])
+    nodes = torch.cat([_shifted(tables[int(sizes[g])].nodes, inp.node_ptr[g:g + 1]) for g in live])
+    pairs = torch.cat([_shifted(tables[int(sizes[g])].pairs, pptr[g:g + 1]) for g in live])
     batch = torch.repeat_interleave(torch.tensor(live), torch.tensor([counts[g] for g in live]))
     return nodes, pairs, batch
+
+
+def _shifted(table: Tensor, offsets: Tensor) -> Tensor:
+    """``cat([table + o for o in offsets])`` as a new int64 tensor."""
+    out = torch.empty(offsets.numel(), *table.shape, dtype=torch.long)
+    out.copy_(table.unsqueeze(0).expand_as(out))
+    out.add_(offsets.view(-1, *([1] * table.dim())))
+    return out.view(offsets.numel() * table.size(0), *table.shape[1:])
 
 
 def _connected_pairs(inp: _Input, nodes: Tensor) -> Tensor:
