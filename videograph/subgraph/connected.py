@@ -83,10 +83,13 @@ class PairTable:
                  decode: Optional[Callable[[Tensor], Tensor]] = None):
         self.lookup, self.fill = lookup, fill
         if lookup.dense:
-            big = torch.iinfo(value.dtype).max
-            values = torch.full((lookup.num_slots,), big, dtype=value.dtype)
+            # Reduce duplicates with a scatter-min, then decode only the E winners (a
+            # full-table pass of division or where costs more than two fills).
+            values = torch.full((lookup.num_slots,), torch.iinfo(value.dtype).max, dtype=value.dtype)
             values.scatter_reduce_(0, slot, value, 'amin')
-            self.values = torch.where(values == big, fill, values if decode is None else decode(values))
+            winner = values.index_select(0, slot)
+            values.fill_(fill).scatter_(0, slot, winner if decode is None else decode(winner))
+            self.values = values
         else:
             order = torch.argsort(value)
             order = order.index_select(0, torch.argsort(slot.index_select(0, order), stable=True))
