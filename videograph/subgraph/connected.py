@@ -48,7 +48,10 @@ class PairLookup:
         sizes = node_ptr.diff()
         self.num_nodes = num_nodes
         self.dense = int((sizes * sizes).sum()) <= DENSE_LIMIT
-        if self.dense:
+        if self.dense and sizes.numel() == 1:
+            self.row_base = torch.arange(num_nodes) * num_nodes
+            self.num_slots = num_nodes * num_nodes
+        elif self.dense:
             # slot(u, w) = row_base[u] + w = block[g] + (u - ptr[g]) * n_g + (w - ptr[g])
             area = sizes * sizes
             block = torch.cumsum(area, 0) - area

@@ -97,6 +97,7 @@ def _checked_edge_index(data, edge_key: str, num_nodes: int, node_ptr: Tensor) -
         if lo < 0 or hi >= num_nodes:
             raise ValueError(f"data[{edge_key!r}] holds node ids in [{lo}, {hi}], "
                              f"outside the {num_nodes} nodes of 'data'")
+    if edge_index.numel() > 0 and node_ptr.numel() > 2:
         graph = torch.bucketize(edge_index.contiguous(), node_ptr[1:].contiguous(), right=True)
         if not torch.equal(graph[0], graph[1]):
             e = int((graph[0] != graph[1]).nonzero()[0])
