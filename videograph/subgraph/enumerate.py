@@ -55,6 +55,7 @@ class _Input:
         self.k, self.mode, self.max_per_graph = k, mode, max_per_graph
         self.node_ptr, self.sizes, self.num_nodes = node_ptr, sizes, int(num_nodes)
         self.num_graphs = sizes.numel()
+        self.pair_ptr = make_pair_ptr(node_ptr) if mode == 'complete' else None
         self.edge_index = None
         self.adj: Optional[UndirectedAdjacency] = None
         self._lookup: Optional[PairLookup] = None
@@ -121,17 +122,17 @@ def _complete_counts(inp: _Input) -> List[int]:
 
 def _complete_from_ranks(inp: _Input, graph: Tensor, rank: Tensor) -> Tuple[Tensor, Tensor]:
     """Nodes and pair ids of the complete-mode sub-graphs ``(graph, rank)``."""
-    n = inp.sizes[graph]
+    n = inp.sizes.index_select(0, graph)
     local = comb.unrank(rank, n, inp.k)
     pairs = comb._pair_table(local, n)
-    pairs += make_pair_ptr(inp.node_ptr)[graph].view(-1, 1)
-    return local + inp.node_ptr[graph].view(-1, 1), pairs
+    pairs += inp.pair_ptr.index_select(0, graph).view(-1, 1)
+    return local + inp.node_ptr.index_select(0, graph).view(-1, 1), pairs
 
 
 def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor, Tensor]:
     """All complete-mode sub-graphs (nodes, pair ids, batch) from the cached tables."""
     k, sizes = inp.k, inp.sizes
-    pptr = make_pair_ptr(inp.node_ptr)
+    pptr = inp.pair_ptr
     live = [g for g, c in enumerate(counts) if c > 0]
     live_sizes = sorted({int(sizes[g]) for g in live})
     if len(live_sizes) == 1:
@@ -172,7 +173,7 @@ def _package(inp: _Input, nodes: Tensor, pairs: Tensor, batch: Tensor,
              counts: Optional[Tensor] = None) -> Subgraphs:
     if counts is None:
         counts = torch.bincount(batch, minlength=inp.num_graphs)
-    pptr = make_pair_ptr(inp.node_ptr) if inp.mode == 'complete' else None
+    pptr = inp.pair_ptr if inp.mode == 'complete' else None
     out = Subgraphs(nodes, pairs, batch, _ptr(counts), inp.node_ptr.clone(), inp.k, inp.mode, pptr)
     return out if inp.device.type == 'cpu' else out.to(inp.device)
 
