@@ -69,3 +69,15 @@ def test_sample_ranks_subsets_are_uniform(total, m):
     observed = [seen.get(s, 0) for s in itertools.combinations(range(total), m)]
     assert sum(observed) == draws
     assert chisquare(observed).pvalue > 1e-3
+
+
+def test_tables_over_the_budget_are_not_cached(monkeypatch):
+    from videograph.subgraph import combinations
+    clear_cache()
+    monkeypatch.setattr(combinations, 'CACHE_MAX_ELEMENTS', 200)
+    big = combination_table(10, 4)  # 210 rows x 10 numbers
+    assert combination_table(10, 4) is not big
+    assert torch.equal(combination_table(10, 4).nodes, big.nodes)
+    small = combination_table(10, 2)  # 45 rows x 3 numbers
+    assert combination_table(10, 2) is small
+    clear_cache()

@@ -22,6 +22,7 @@ from torch import Tensor
 
 INT64_MAX = 2**63 - 1
 CACHE_SIZE = 32
+CACHE_MAX_ELEMENTS = 1 << 25  # larger tables (128 MiB as int32) are rebuilt, not kept
 
 
 class CombinationTable(NamedTuple):
@@ -66,15 +67,21 @@ def _pair_table(nodes: Tensor, n: Tensor | int) -> Tensor:
     return pair_ids(nodes[:, i], nodes[:, j], n if isinstance(n, int) else n.view(-1, 1))
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def combination_table(n: int, k: int) -> CombinationTable:
-    """Return the cached :class:`CombinationTable` of ``(n, k)``.
+    """Return the :class:`CombinationTable` of ``(n, k)``, cached in an LRU of
+    ``CACHE_SIZE`` entries unless it holds more than ``CACHE_MAX_ELEMENTS`` numbers.
 
-    The k-table is built from the cached (k-1)-table: each (k-1)-subset ending in
+    The k-table is built from the (cached) (k-1)-table: each (k-1)-subset ending in
     ``l`` is followed by ``l + 1, ..., n - 1``. Appending in this order preserves
     lexicographic order, so rows equal :func:`itertools.combinations` exactly.
     The returned tensors are shared by the cache: never modify them in place.
     """
+    if binom(n, k) * (k + num_pairs(k)) <= CACHE_MAX_ELEMENTS:
+        return _cached_table(n, k)
+    return _build_table(n, k)
+
+
+def _build_table(n: int, k: int) -> CombinationTable:
     if k == 1:
         dtype = torch.int32 if n * n < 2**31 else torch.long
         nodes = torch.arange(n, dtype=dtype).view(-1, 1)
@@ -107,14 +114,17 @@ def combination_table(n: int, k: int) -> CombinationTable:
     return CombinationTable(nodes, pairs, prefix)
 
 
+_cached_table = lru_cache(maxsize=CACHE_SIZE)(_build_table)
+
+
 def clear_cache() -> None:
     """Empty the ``(n, k)`` combination-table cache."""
-    combination_table.cache_clear()
+    _cached_table.cache_clear()
 
 
 def cache_info():
     """:func:`functools.lru_cache` statistics of the combination-table cache."""
-    return combination_table.cache_info()
+    return _cached_table.cache_info()
 
 
 def binom(n: int, k: int) -> int:
