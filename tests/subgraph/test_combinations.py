@@ -81,3 +81,21 @@ def test_tables_over_the_budget_are_not_cached(monkeypatch):
     small = combination_table(10, 2)  # 45 rows x 3 numbers
     assert combination_table(10, 2) is small
     clear_cache()
+
+
+def _lex_rank(combo, n):
+    """Position of ``combo`` in itertools.combinations(range(n), k): count the subsets
+    that branch off earlier with a smaller element at some position."""
+    k, rank, prev = len(combo), 0, -1
+    for i, c in enumerate(combo):
+        rank += sum(math.comb(n - 1 - v, k - 1 - i) for v in range(prev + 1, c))
+        prev = c
+    return rank
+
+
+def test_unrank_inverts_lexicographic_rank_on_huge_sets():
+    gen = torch.Generator().manual_seed(1)
+    n, k = 400, 5
+    ranks = torch.randint(0, math.comb(n, k), (200,), generator=gen)
+    combos = unrank(ranks, torch.tensor(n), k)
+    assert [_lex_rank(c, n) for c in combos.tolist()] == ranks.tolist()

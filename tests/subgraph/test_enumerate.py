@@ -285,3 +285,15 @@ def test_progress_bar_reports_the_work(mode, capsys):
     unit = 'subgraph' if mode == 'complete' else 'root'
     total = sum(len(c) for c in chunks) if mode == 'complete' else 9
     assert f'{total}/{total}' in err and unit in err
+
+
+def test_huge_complete_sets_sample_without_enumerating():
+    data = Data(num_nodes=400)  # C(400, 5) ~ 8.3e10 sub-graphs
+    out = enumerate_subgraphs(data, 5, max_per_graph=50, generator=torch.Generator().manual_seed(0))
+    assert len(out) == 50 and bool((out.nodes[:, 1:] > out.nodes[:, :-1]).all())
+    keys = [tuple(r) for r in out.nodes.tolist()]
+    assert keys == sorted(keys) and len(set(keys)) == 50
+    pair_id = {p: i for i, p in enumerate(itertools.combinations(range(400), 2))}
+    assert out.pair_index.tolist() == [[pair_id[(r[i], r[j])] for i, j in slot_pairs(5).tolist()] for r in keys]
+    with pytest.raises(ValueError, match='graph 0'):
+        enumerate_subgraphs(Data(num_nodes=10**6), 40, max_per_graph=3)

@@ -10,7 +10,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.data.data import BaseData
 from tqdm.auto import tqdm
 
@@ -115,8 +115,12 @@ def _ptr(counts: Tensor) -> Tensor:
 
 def _complete_counts(inp: _Input) -> List[int]:
     counts = [comb.binom(n, inp.k) for n in inp.sizes.tolist()]
-    if sum(counts) > comb.INT64_MAX:
-        raise ValueError(f"'k'={inp.k} gives more than 2**63 sub-graphs; use max_per_graph")
+    for g, count in enumerate(counts):
+        if count > comb.INT64_MAX:
+            raise ValueError(f"'k'={inp.k} gives graph {g} ({int(inp.sizes[g])} nodes) more than "
+                             "2**63 - 1 sub-graphs, beyond int64 ranks")
+    if inp.max_per_graph is None and sum(counts) > comb.INT64_MAX:
+        raise ValueError(f"'k'={inp.k} gives more than 2**63 - 1 sub-graphs in total; pass max_per_graph")
     return counts
 
 
