@@ -36,7 +36,7 @@ DENSE_LIMIT = 1 << 22  # pair slots (sum of n_g^2) up to which lookups use a den
 
 
 class PairLookup:
-    """Constant-time queries on node pairs of one graph batch.
+    r"""Constant-time queries on node pairs of one graph batch.
 
     With :math:`\sum_g n_g^2 \le` ``DENSE_LIMIT`` each graph gets a dense
     ``n_g x n_g`` block (row ``u``, column ``w``, local ids); larger batches fall back
