@@ -37,13 +37,18 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'result
 
 
 def median_ms(fn: Callable[[], object], reps: int, setup: Callable[[], None] = lambda: None) -> float:
-    times = []
-    for _ in range(reps):
-        setup()
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    """Median wall time in ms; like :mod:`timeit`, the garbage collector is off while timing."""
+    gc.collect()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(reps):
+            setup()
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    finally:
+        gc.enable()
     return 1e3 * statistics.median(times)
 
 
