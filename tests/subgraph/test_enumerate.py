@@ -297,3 +297,15 @@ def test_huge_complete_sets_sample_without_enumerating():
     assert out.pair_index.tolist() == [[pair_id[(r[i], r[j])] for i, j in slot_pairs(5).tolist()] for r in keys]
     with pytest.raises(ValueError, match='graph 0'):
         enumerate_subgraphs(Data(num_nodes=10**6), 40, max_per_graph=3)
+
+
+@pytest.mark.parametrize('max_per_graph', [None, 9])
+def test_unranked_chunks_match_tables(max_per_graph, monkeypatch):
+    from videograph.subgraph import combinations
+    _, batch = _mixed_batch()
+    full = enumerate_subgraphs(batch, 4, max_per_graph=max_per_graph, generator=torch.Generator().manual_seed(2))
+    monkeypatch.setattr(combinations, 'CACHE_MAX_ELEMENTS', 0)  # every table over budget: unrank
+    chunks = iter_subgraphs(batch, 4, max_per_graph=max_per_graph, chunk_size=50,
+                            generator=torch.Generator().manual_seed(2))
+    joined = Subgraphs.cat(list(chunks))
+    assert torch.equal(joined.nodes, full.nodes) and torch.equal(joined.pair_index, full.pair_index)

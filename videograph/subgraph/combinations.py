@@ -76,9 +76,12 @@ def combination_table(n: int, k: int) -> CombinationTable:
     lexicographic order, so rows equal :func:`itertools.combinations` exactly.
     The returned tensors are shared by the cache: never modify them in place.
     """
-    if binom(n, k) * (k + num_pairs(k)) <= CACHE_MAX_ELEMENTS:
-        return _cached_table(n, k)
-    return _build_table(n, k)
+    return _cached_table(n, k) if is_cacheable(n, k) else _build_table(n, k)
+
+
+def is_cacheable(n: int, k: int) -> bool:
+    """Whether the ``(n, k)`` table fits the cache budget ``CACHE_MAX_ELEMENTS``."""
+    return binom(n, k) * (k + num_pairs(k)) <= CACHE_MAX_ELEMENTS
 
 
 def _build_table(n: int, k: int) -> CombinationTable:

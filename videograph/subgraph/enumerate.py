@@ -125,12 +125,28 @@ def _complete_counts(inp: _Input) -> List[int]:
 
 
 def _complete_from_ranks(inp: _Input, graph: Tensor, rank: Tensor) -> Tuple[Tensor, Tensor]:
-    """Nodes and pair ids of the complete-mode sub-graphs ``(graph, rank)``."""
+    """Nodes and pair ids of the complete-mode sub-graphs ``(graph, rank)``: rows of
+    the cached tables when they fit the cache budget, else unranked."""
+    k = inp.k
     n = inp.sizes.index_select(0, graph)
-    local = comb.unrank(rank, n, inp.k)
-    pairs = comb._pair_table(local, n)
+    sizes = torch.unique(n).tolist()
+    if all(comb.is_cacheable(size, k) for size in sizes):
+        local = torch.empty(rank.numel(), k, dtype=torch.long)
+        pairs = torch.empty(rank.numel(), comb.num_pairs(k), dtype=torch.long)
+        for size in sizes:
+            table = comb.combination_table(size, k)
+            if len(sizes) == 1:
+                local.copy_(table.nodes.index_select(0, rank))
+                pairs.copy_(table.pairs.index_select(0, rank))
+            else:
+                rows = (n == size).nonzero().view(-1)
+                local[rows] = table.nodes.index_select(0, rank.index_select(0, rows)).long()
+                pairs[rows] = table.pairs.index_select(0, rank.index_select(0, rows)).long()
+    else:
+        local = comb.unrank(rank, n, k)
+        pairs = comb._pair_table(local, n)
     pairs += inp.pair_ptr.index_select(0, graph).view(-1, 1)
-    return local + inp.node_ptr.index_select(0, graph).view(-1, 1), pairs
+    return local.add_(inp.node_ptr.index_select(0, graph).view(-1, 1)), pairs
 
 
 def _complete_all(inp: _Input, counts: List[int]) -> Tuple[Tensor, Tensor, Tensor]:
