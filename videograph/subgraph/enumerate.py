@@ -222,8 +222,9 @@ def enumerate_subgraphs(data: BaseData, k: int, *, mode: str = 'complete', edge_
         edge_key (str, optional): edge index used in connected mode. (default: ``'edge_index'``)
         max_per_graph (int, optional): keep a uniformly random subset (without
             replacement) of this many sub-graphs from each graph that has more, in the
-            same sorted order. Complete mode samples ranks and unranks them, so it never
-            enumerates the full set. (default: :obj:`None`, keep all)
+            same sorted order. Complete mode samples ranks and reads them from the
+            cached table, or unranks them when the table exceeds the cache budget, so huge
+            sets are never enumerated. (default: :obj:`None`, keep all)
         generator (torch.Generator, optional): randomness for ``max_per_graph``.
         small_graphs (str, optional): what a graph with fewer than ``k`` nodes does:
             ``'raise'`` a :class:`ValueError` naming it, or give it ``'empty'`` output.
@@ -270,9 +271,10 @@ def iter_subgraphs(data: BaseData, k: int, *, mode: str = 'complete', edge_key: 
     :func:`enumerate_subgraphs` with the same arguments (and an equally seeded
     ``generator``).
 
-    Memory: complete mode unranks each chunk from its ranks (combinatorial number
-    system), so it is :math:`O(\text{chunk\_size} \cdot k^2)` whatever :math:`\binom{n}{k}`
-    is (plus the sampled ranks with ``max_per_graph``). Connected mode runs ESU for
+    Memory: complete mode gathers each chunk's ranks from the cached table when it
+    fits the cache budget and otherwise unranks them (combinatorial number system), so
+    it is :math:`O(\text{chunk\_size} \cdot k^2)` whatever :math:`\binom{n}{k}` is (plus
+    the sampled ranks with ``max_per_graph``). Connected mode runs ESU for
     groups of root nodes (a sub-graph's root is its minimum node, so groups come out
     in sorted order), sized adaptively to about ``chunk_size`` outputs; one root's
     sub-graphs are never split across ESU runs. With ``max_per_graph`` it enumerates
