@@ -6,7 +6,7 @@ from videograph.subgraph import connected
 from videograph.subgraph.connected import (PairLookup, connected_sets, edge_id_table, edge_ids, sort_rows,
                                            undirected_adjacency)
 
-from .conftest import connected_oracle, graph_from_nx
+from .oracles import connected_oracle, graph_from_nx
 
 
 def _esu(G, k):

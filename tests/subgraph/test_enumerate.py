@@ -11,7 +11,7 @@ from torch_geometric.data import Batch, Data
 
 from videograph.subgraph import Subgraphs, enumerate_subgraphs, iter_subgraphs, multiscale, slot_pairs
 
-from .conftest import connected_oracle, graph_from_nx
+from .oracles import connected_oracle, graph_from_nx
 
 NAMED_GRAPHS = {
     'path': nx.path_graph(9),
