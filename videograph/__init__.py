@@ -1,7 +1,19 @@
 """videograph: graph learning for video understanding on PyTorch Geometric."""
+from . import nn, ops, sampler, subgraph
 from .data import Proposals, Regions, Tubelets
 from .graph import EdgeType, build_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["build_graph", "EdgeType", "Tubelets", "Regions", "Proposals", "__version__"]
+__all__ = [
+    "build_graph",
+    "EdgeType",
+    "Tubelets",
+    "Regions",
+    "Proposals",
+    "nn",
+    "ops",
+    "sampler",
+    "subgraph",
+    "__version__",
+]
