@@ -29,10 +29,10 @@ except Exception as e:  # pragma: no cover - depends on the environment
     torch_sparse = object
     WITH_TORCH_SPARSE = False
 
-# Importing triton does not decorate any kernel: triton (3.x) reads
-# ``TRITON_INTERPRET`` when a ``@triton.jit`` function is *defined*, which
-# happens lazily in :mod:`videograph.ops._triton`, so importing this module
-# early does not fix the interpreter mode.
+# Importing triton does not decorate any kernel. Triton (3.x) settles
+# ``TRITON_INTERPRET`` once kernels start being defined, by any package (PyG
+# and torch define some at import), so whoever wants the interpreter sets the
+# variable before importing torch_geometric (tests/conftest.py does).
 try:
     import triton  # noqa: F401
     WITH_TRITON = True
