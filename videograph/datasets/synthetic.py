@@ -185,7 +185,7 @@ class _Scene:
         # have exactly the same distribution in both classes: a model looking at one object at a time is at chance.
         rng, L = self.rng, self.L
         start, stop, u = self.straight_path(radii[0], (0.30, 0.45), 0.05 * L)
-        reach = radii[0] + radii[1] + rng.uniform(0.03, 0.08) * L
+        reach = radii[0] + radii[1] + rng.uniform(0.02, 0.05) * L
         side = rng.uniform(-0.06, 0.06) * L * _perp(u)
         ahead, behind = stop + reach * u + side, start - reach * u + side
         if not (self.inside(np.stack([start, stop]), radii[[0, 0]], 0.05 * L)
@@ -275,7 +275,7 @@ class _Scene:
     def distractor(self, radius: float, placed: np.ndarray, placed_radii: np.ndarray, tries: int = 64
                    ) -> np.ndarray:
         """A wandering object kept clear of the objects already placed: the first of ``tries`` draws whose gap to
-        them stays above ``0.08 * L`` all along, else the clearest draw. The clearance keeps a distractor from
+        them stays above ``0.1 * L`` all along, else the clearest draw. The clearance keeps a distractor from
         posing as a partner of the action (e.g. resting where A stops)."""
         L = self.L
         low = radius + 0.06 * L
@@ -283,7 +283,7 @@ class _Scene:
         paths = anchors[:, None, :] + self.wander(tries)              # [tries, T, 2]
         gap = np.linalg.norm(paths[:, None] - placed[None], axis=-1) - (radius + placed_radii)[None, :, None]
         clearance = gap.min(axis=(1, 2))
-        ok = np.flatnonzero(clearance >= 0.08 * L)
+        ok = np.flatnonzero(clearance >= 0.1 * L)
         return paths[ok[0] if len(ok) else int(np.argmax(clearance))]
 
 
