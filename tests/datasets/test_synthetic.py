@@ -312,6 +312,7 @@ def test_dataloader_batches_videos():
     (dict(num_videos=4, split="dev"), "split"),
     (dict(num_videos=4, noise=-0.1), "noise"),
     (dict(num_videos=4, object_size=(0.05, 0.3)), "object_size"),
+    (dict(num_videos=4, seed=-1), "seed"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, name):
     if name is None:        # a valid combination: two objects suffice for these classes
@@ -420,6 +421,7 @@ def test_untrimmed_is_deterministic(untrimmed):
     (dict(num_videos=2, action_length=(10.0, 5.0)), "action_length"),
     (dict(num_videos=2, num_actions=(0, 2)), "num_actions"),
     (dict(num_videos=2, split="all"), "split"),
+    (dict(num_videos=2, seed=-3), "seed"),
 ])
 def test_untrimmed_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):

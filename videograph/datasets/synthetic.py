@@ -536,7 +536,7 @@ class SyntheticInteractions(Dataset):
         if not 0.0 <= float(noise) < 1.0:
             raise ValueError(f"'noise' must lie in [0, 1), got {noise!r}")
         self.noise = float(noise)
-        self.seed = int(seed)
+        self.seed = _check_count("seed", seed, minimum=0)
         self.split = split
         self._salt = _check_split(split)
         self.labels = torch.from_numpy(
@@ -720,10 +720,10 @@ class SyntheticUntrimmed(Dataset):
         if not float(signal) >= 0:
             raise ValueError(f"'signal' must be >= 0, got {signal!r}")
         self.signal = float(signal)
-        self.seed = int(seed)
+        self.seed = _check_count("seed", seed, minimum=0)
         self.split = split
         self._salt = _check_split(split)
-        self.class_seed = int(class_seed)
+        self.class_seed = _check_count("class_seed", class_seed, minimum=0)
         rng = np.random.default_rng(np.random.SeedSequence([self.class_seed, self.num_classes, self.feature_dim]))
         prototypes = rng.standard_normal((self.num_classes + 2, self.feature_dim))
         prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
