@@ -191,6 +191,44 @@ def test_pass_between_goes_between_two_other_actors():
             assert len(sides) == 1
 
 
+@pytest.fixture(scope="module")
+def motions():
+    return SyntheticInteractions(40, classes=("orbit", "follow", "hit", "swap", "jump"), seed=8)
+
+
+def test_classes_do_what_their_names_say(motions):
+    L = 64.0
+    for video in motions:
+        c = {int(r): box_centres(video.boxes[int((video.roles == r).nonzero())]) for r in video.roles[video.actors]}
+        a = c[0]
+        half = video.num_frames // 2
+        travel = lambda p, t0, t1: float((p[t1] - p[t0]).norm())       # noqa: E731
+        if video.class_name == "orbit":
+            offset = a - c[1]
+            angle = np.unwrap(torch.atan2(offset[:, 1], offset[:, 0]).numpy())
+            assert abs(angle[-1] - angle[0]) > 1.2 * np.pi
+        elif video.class_name == "follow":
+            b = c[1]
+            assert travel(a, 0, -1) > 0.3 * L and travel(b, 0, -1) > 0.3 * L
+            heading = torch.nn.functional.cosine_similarity(a[-1] - a[0], b[-1] - b[0], dim=0)
+            assert float(heading) > 0.8
+            # A is behind B: nearer to where B was earlier than to where B is now.
+            nearest = (a[-1][None] - b).norm(dim=-1).argmin()
+            assert int(nearest) < video.num_frames - 1
+        elif video.class_name == "hit":
+            b = c[1]
+            assert travel(a, 0, half - 1) > 0.2 * L and travel(a, half, -1) < 0.1 * L
+            assert travel(b, 0, half - 1) < 0.1 * L and travel(b, half, -1) > 0.1 * L
+        elif video.class_name == "swap":
+            b = c[1]
+            assert travel(a, 0, -1) > 0.25 * L
+            assert float((a[-1] - b[0]).norm()) < 0.15 * L and float((b[-1] - a[0]).norm()) < 0.15 * L
+        else:
+            assert video.class_name == "jump"
+            assert float(a[:, 1].min()) < float(a[0, 1]) - 0.15 * L
+            assert abs(float(a[-1, 1] - a[0, 1])) < 0.1 * L
+
+
 def test_labels_are_balanced():
     dataset = SyntheticInteractions(50, seed=7)
     counts = torch.bincount(dataset.labels, minlength=len(CLASSES))

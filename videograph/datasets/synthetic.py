@@ -229,7 +229,9 @@ class _Scene:
         velocity = rng.uniform(0.40, 0.55) * L * heading             # per video length
         bend = rng.uniform(-0.25, 0.25) * L * _perp(heading)
         lag = (radii[0] + radii[1] + rng.uniform(0.04, 0.08) * L) / np.linalg.norm(velocity)   # in video lengths
-        path = lambda tau: start + tau * velocity + tau ** 2 * bend   # noqa: E731
+        def path(tau: np.ndarray) -> np.ndarray:
+            return start + tau * velocity + tau ** 2 * bend
+
         b, a = path(self.tau), path(self.tau - lag)
         centres = np.stack([a, b])
         return centres if self.inside(centres, radii, 0.05 * L) else None
