@@ -1,5 +1,5 @@
 """videograph: graph learning for video understanding on PyTorch Geometric."""
-from . import nn, ops, sampler, subgraph
+from . import datasets, nn, ops, sampler, subgraph
 from .data import Proposals, Regions, Tubelets
 from .graph import EdgeType, build_graph
 
@@ -11,6 +11,7 @@ __all__ = [
     "Tubelets",
     "Regions",
     "Proposals",
+    "datasets",
     "nn",
     "ops",
     "sampler",

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data.containers import Proposals, Regions, Tubelets
+from ..graph.segments import segment_iou
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",
@@ -610,13 +611,6 @@ class SyntheticInteractions(Dataset):
 # Untrimmed videos for temporal action localisation
 # ---------------------------------------------------------------------------------------------------------------
 
-def _segment_iou(a: Tensor, b: Tensor) -> Tensor:
-    """``[N, M]`` tIoU of continuous segments (intersection over the length of their union)."""
-    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
-    return inter / union
-
-
 def _segment_means(features: Tensor, segments: Tensor) -> Tensor:
     """Mean of the snippet rows ``[floor(start), ceil(end))`` (the snippets overlapping each segment, snippet
     ``k`` covering ``[k, k + 1)``), clipped to the video; at least one snippet."""
@@ -656,7 +650,7 @@ class UntrimmedVideo:
 
     def proposal_iou(self) -> Tensor:
         """``[P, G]`` tIoU of every proposal with every ground-truth segment."""
-        return _segment_iou(self.proposal_segments, self.segments)
+        return segment_iou(self.proposal_segments, self.segments)
 
     def proposals(self, *, iou_threshold: float = 0.5) -> Proposals:
         r"""The proposals as a :class:`~videograph.data.Proposals` container.
@@ -783,7 +777,7 @@ class SyntheticUntrimmed(Dataset):
 
         gt = torch.from_numpy(segments.astype(np.float32))
         proposal_t = torch.from_numpy(proposals.astype(np.float32))
-        best = _segment_iou(proposal_t, gt).max(dim=1).values.numpy().astype(np.float64)
+        best = segment_iou(proposal_t, gt).max(dim=1).values.numpy().astype(np.float64)
         scores = np.clip(0.2 + 0.7 * best + rng.normal(0, 0.1, self.num_proposals), 0, 1)
         false_positive = np.zeros(self.num_proposals, dtype=bool)
         false_positive[num_positive:] = rng.uniform(0, 1, num_random) < 0.1
