@@ -38,11 +38,13 @@ def brute_force_edges(segments, theta_ctx=0.7, theta_sur=1.0, official=False):
     return ctx, sur
 
 
-def best_per_target(edges, k, descending):
+def best_per_target(edges, k, descending, segments):
+    """Each target's k best sources; ties go to the earlier start, then the smaller index."""
     kept = set()
     for target in {i for _, i in edges}:
         sources = sorted((j for j, i in edges if i == target),
-                         key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)], j))
+                         key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)],
+                                        float(segments[j, 0]), j))
         kept |= {(j, target) for j in sources[:k]}
     return kept
 
@@ -92,16 +94,16 @@ def test_caps_keep_the_best_sources_per_target(generator, max_contextual, max_su
     video = random_proposals(generator, n=60)
     data = build_graph(video, max_contextual=max_contextual, max_surrounding=max_surrounding)
     ctx, sur = brute_force_edges(video.segments)
-    assert as_set(data.contextual_edge_index) == best_per_target(ctx, max_contextual, descending=True)
-    assert as_set(data.surrounding_edge_index) == best_per_target(sur, max_surrounding, descending=False)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, max_contextual, True, video.segments)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, max_surrounding, False, video.segments)
 
 
 def test_official_mode_matches_the_reference_definitions(generator):
     video = random_proposals(generator, n=60, integer=True)
     data = build_graph(video, pgcn_official=True)
     ctx, sur = brute_force_edges(video.segments, official=True)
-    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, descending=True)
-    assert as_set(data.surrounding_edge_index) == best_per_target(sur, 2, descending=False)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, True, video.segments)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, 2, False, video.segments)
 
 
 def test_official_iou_counts_both_end_frames():
@@ -113,10 +115,25 @@ def test_official_iou_counts_both_end_frames():
     assert segment_distance(a, b).item() == pytest.approx(4.5 / 9)
 
 
-def test_chunking_does_not_change_the_graph(generator):
+def test_ties_prefer_the_earlier_start_then_the_smaller_index():
+    # Targets 0 and 1 have equal-tIoU contextual neighbours; node 3 starts earlier than node 2.
+    segments = torch.tensor([[10.0, 20.0], [10.0, 20.0], [11.0, 20.0], [10.0, 19.0], [10.0, 20.0]])
+    data = build_graph(Proposals(segments), edges="contextual", max_contextual=2)
+    sources_of_0 = data.contextual_edge_index[0, data.contextual_edge_index[1] == 0].tolist()
+    assert sorted(sources_of_0) == [1, 4]  # tIoU 1 beats 0.9; 1 and 4 tie at 1.0
+    sources_of_2 = data.contextual_edge_index[0, data.contextual_edge_index[1] == 2].tolist()
+    assert sorted(sources_of_2) == [0, 1]  # 0, 1, 4 tie (tIoU 0.9); equal starts, smaller indices win
+    # Sources 1 and 2 tie at tIoU 8/12 with target 0; source 2 starts earlier and wins despite its index.
+    data = build_graph(Proposals(torch.tensor([[10.0, 20.0], [12.0, 22.0], [8.0, 18.0]])), edges="contextual",
+                       theta_ctx=0.5, max_contextual=1)
+    assert data.contextual_edge_index[0, data.contextual_edge_index[1] == 0].tolist() == [2]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunking_does_not_change_the_graph(generator, chunk_size):
     video = random_proposals(generator, n=70)
     reference = build_graph(video, max_contextual=3)
-    chunked = build_graph(video, max_contextual=3, chunk_size=7)
+    chunked = build_graph(video, max_contextual=3, chunk_size=chunk_size)
     for key in ("contextual_edge_index", "surrounding_edge_index", "edge_type"):
         assert torch.equal(reference[key], chunked[key])
     # Large blocks take cosines from a matrix product, small ones from gathered rows: equal up to rounding.

@@ -35,16 +35,41 @@ def _keep_best(mask: Tensor, key: Tensor, k: Optional[int], descending: bool) ->
     return better | tie
 
 
-def _cosine(unit: Tensor, dst: Tensor, src: Tensor, dense_rows: Tuple[int, int]) -> Tensor:
-    """Cosine similarity of unit-norm rows ``unit[dst]`` and ``unit[src]``, all ``dst`` within ``dense_rows``.
+def _cosine(targets: Tensor, sources: Tensor, row: Tensor, col: Tensor, chunk: int = 8192) -> Tensor:
+    """Cosine similarity of unit-norm rows ``targets[row]`` and ``sources[col]``.
 
-    A block of a dense product costs ``rows * N * D`` but streams through memory; gathering costs ``E * D``
-    with two random reads per edge. The block product wins once edges fill more than a few percent of it.
+    The block product costs ``rows * window * D`` but streams through memory at matrix-multiply speed;
+    gathering costs ``E * D`` with two random row reads per edge. The product wins unless the edges fill only
+    a small fraction of the block (capped graphs).
     """
-    first, last = dense_rows
-    if dst.numel() * 16 < (last - first) * unit.size(0):
-        return (unit[dst] * unit[src]).sum(-1)
-    return (unit[first:last] @ unit.t())[dst - first, src]
+    if row.numel() * 64 >= targets.size(0) * sources.size(0):
+        return (targets @ sources.t()).view(-1).take(row * sources.size(0) + col)
+    return torch.cat([(targets[r] * sources[c]).sum(-1) for r, c in zip(row.split(chunk), col.split(chunk))]) \
+        if row.numel() else targets.new_zeros(0)
+
+
+def _source_window(start: Tensor, end: Tensor, length: Tensor, edges: Tuple[str, ...], theta_sur: float,
+                   official: bool) -> Tuple[Tensor, Tensor]:
+    """Per target, a range of source start times that contains every possible neighbour.
+
+    A contextual source overlaps the target, so it starts within ``(start - max_length, end]``. A surrounding
+    source's centre lies within ``R`` of the target's, where ``|c_i - c_j| < theta (l_i + l_j)`` gives
+    ``R = theta (l_i + max_length)`` and, with the span as U (``span = |c_i - c_j| + (l_i + l_j) / 2`` for
+    disjoint segments), ``R = theta / (1 - theta) (l_i + max_length) / 2``, unbounded for theta >= 1.
+    """
+    longest = length.max()
+    low, high = start - longest - 1, end + 1
+    if "surrounding" in edges:
+        centre = (start + end) / 2
+        if not official:
+            radius = theta_sur * (length + longest)
+        elif theta_sur < 1:
+            radius = theta_sur / (1 - theta_sur) * (length + longest) / 2
+        else:
+            radius = torch.full_like(length, float("inf"))
+        low = torch.minimum(low, centre - radius - longest)
+        high = torch.maximum(high, centre + radius + 1)
+    return low, high
 
 
 def _check_count(name: str, value: Optional[int]) -> Optional[int]:
@@ -56,7 +81,7 @@ def _check_count(name: str, value: Optional[int]) -> Optional[int]:
 def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", "surrounding"),
                    theta_ctx: float = 0.7, theta_sur: float = 1.0, max_contextual: Optional[int] = None,
                    max_surrounding: Optional[int] = None, pgcn_official: bool = False,
-                   chunk_size: int = 1024) -> Data:
+                   chunk_size: int = 256) -> Data:
     r"""Builds P-GCN's graph of a video's temporal proposals.
 
     * Contextual edges link proposals whose tIoU exceeds :math:`\theta_{ctx}`.
@@ -66,12 +91,12 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
 
     Both relations are symmetric, so every edge is present in both directions; there are no self-loops.
     ``max_contextual`` / ``max_surrounding`` keep, for each target node, only its best sources (highest tIoU,
-    nearest centre; ties go to the smaller index), which makes the graph directed. Edge weights
-    (``<kind>_edge_weight``) are the cosine similarity of the two proposals' features (P-GCN's adjacency) when
-    features are given, else one. Cosine weights can be negative: feed them to layers that take any weight
-    (:class:`~videograph.nn.conv.PGCNConv`, :class:`~torch_geometric.nn.conv.GraphConv`), not to
+    nearest centre; ties go to the earlier start, then the smaller index), which makes the graph directed.
+    Edge weights (``<kind>_edge_weight``) are the cosine similarity of the two proposals' features (P-GCN's
+    adjacency) when features are given, else one. Cosine weights can be negative: feed them to layers that take
+    any weight (:class:`~videograph.nn.conv.PGCNConv`, :class:`~torch_geometric.nn.conv.GraphConv`), not to
     :class:`~torch_geometric.nn.conv.GCNConv`, whose degree normalisation needs non-negative weights. Edges are
-    sorted by target, then source.
+    grouped by target, targets and the sources of each in order of start time (ties by index).
 
     ``pgcn_official=True`` reproduces the reference code (Alvin-Zeng/PGCN, ``ops/detection_metrics.py`` and
     ``pgcn_dataset.py``): segments in integer frames with both end frames counted (lengths ``end - start + 1``,
@@ -82,7 +107,8 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     candidates, or the node itself, when it has fewer than the quota, which is a sampling choice left to
     :mod:`videograph.sampler`.
 
-    Pairwise work runs in blocks of ``chunk_size`` rows, so memory is :math:`O(\text{chunk} \cdot N + E)`.
+    Pairwise work runs in blocks of ``chunk_size`` targets (in order of start time) against the window of
+    sources that can reach them, so memory is :math:`O(\text{chunk} \cdot \text{window} + E)`.
 
     Node keys: ``x`` (features), ``x_ext`` (extended features), ``segments``, ``score``, ``y`` (labels).
     """
@@ -113,29 +139,36 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     # Every pairwise quantity derives from the raw intersection and the summed lengths: with frame-inclusive
     # counting both gain +1 per segment, the tIoU union is ``length_sum - inter`` and, for disjoint segments,
     # U = ``length_sum`` (union) or ``length_sum - inter`` (span). Comparing products avoids divisions.
+    # Work happens in order of start time, so a block of targets only meets the window of sources that can
+    # reach it in time, instead of all N.
     one = 1.0 if pgcn_official else 0.0
-    start_time, end_time = segments[:, 0], segments[:, 1]
+    order = torch.sort(segments[:, 0], stable=True).indices
+    start_time, end_time = segments[order, 0], segments[order, 1]
     length = end_time - start_time + one
     centre2 = start_time + end_time
-    unit = F.normalize(video.features, dim=-1) if video.features is not None else None
+    low, high = _source_window(start_time, end_time, length, edges, theta_sur, pgcn_official)
+    unit = F.normalize(video.features[order], dim=-1) if video.features is not None else None
     want = {kind: kind in edges for kind in ("contextual", "surrounding")}
     found = {kind: ([], [], []) for kind in want}
     for first in range(0, num_nodes, chunk_size):
         last = min(first + chunk_size, num_nodes)
-        inter = torch.minimum(end_time[first:last, None], end_time) \
-            - torch.maximum(start_time[first:last, None], start_time) + one
-        length_sum = length[first:last, None] + length
+        begin = int(torch.searchsorted(start_time, low[first:last].min()))
+        finish = int(torch.searchsorted(start_time, high[first:last].max(), right=True))
+        window = slice(begin, finish)
+        inter = torch.minimum(end_time[first:last, None], end_time[window]) \
+            - torch.maximum(start_time[first:last, None], start_time[window]) + one
+        length_sum = length[first:last, None] + length[window]
         rows = torch.arange(last - first, device=segments.device)
         selected = {}
         if want["contextual"]:
             mask = inter * (1.0 + theta_ctx) > theta_ctx * length_sum
-            mask[rows, rows + first] = False
+            mask[rows, rows + first - begin] = False
             if max_contextual is not None:
                 mask = _keep_best(mask, inter / (length_sum - inter), max_contextual, descending=True)
             selected["contextual"] = mask.nonzero(as_tuple=True)
         if want["surrounding"]:
             union = length_sum - inter if pgcn_official else length_sum
-            gap = (centre2[first:last, None] - centre2).abs_()
+            gap = (centre2[first:last, None] - centre2[window]).abs_()
             mask = (inter <= 0) & (gap < (2.0 * theta_sur) * union)
             if max_surrounding is not None:
                 mask = _keep_best(mask, gap / union, max_surrounding, descending=False)
@@ -143,14 +176,14 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
         for kind, (row, col) in selected.items():
             targets, sources, weights = found[kind]
             targets.append(row + first)
-            sources.append(col)
+            sources.append(col + begin)
             if unit is not None:
-                weights.append(_cosine(unit, row + first, col, dense_rows=(first, last)))
+                weights.append(_cosine(unit[first:last], unit[window], row, col))
 
     for kind, (targets, sources, weights) in found.items():
         if not want[kind]:
             continue
-        data[f"{kind}_edge_index"] = torch.stack([torch.cat(sources), torch.cat(targets)])
+        data[f"{kind}_edge_index"] = torch.stack([order[torch.cat(sources)], order[torch.cat(targets)]])
         data[f"{kind}_edge_weight"] = torch.cat(weights) if unit is not None else \
             torch.ones(data[f"{kind}_edge_index"].size(1), device=segments.device)
     return data
