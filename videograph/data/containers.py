@@ -93,6 +93,17 @@ class _Container:
         _check_finite(name, tensor)
         setattr(self, name, tensor)
 
+    def _check_box_video(self, index_name: str) -> None:
+        """The checks boxes-based videos share: box values, the sorted time index, optional fields."""
+        _check_boxes("boxes", self.boxes)
+        index = _as_tensor(index_name, getattr(self, index_name), torch.long)
+        _check_shape(index_name, index, (self.num_nodes,), f"[N] with N = {self.num_nodes}")
+        _check_sorted_index(index_name, index)
+        setattr(self, index_name, index)
+        self._optional_nodes(self.num_nodes, "features", 2, torch.float32)
+        self._optional_nodes(self.num_nodes, "scores", 1, torch.float32)
+        self.frame_size = _check_frame_size(self.frame_size)  # type: ignore[attr-defined]
+
     @property
     def num_nodes(self) -> int:
         raise AttributeError
@@ -133,13 +144,7 @@ class Tubelets(_Container):
         if self.boxes.size(0) == 0 or self.boxes.size(1) == 0:
             raise ValueError(f"'boxes' is empty (shape {tuple(self.boxes.shape)}): a video needs at least "
                              "one tubelet of at least one frame")
-        _check_boxes("boxes", self.boxes)
-        self.clip = _as_tensor("clip", self.clip, torch.long)
-        _check_shape("clip", self.clip, (self.num_nodes,), f"[N] with N = {self.num_nodes}")
-        _check_sorted_index("clip", self.clip)
-        self._optional_nodes(self.num_nodes, "features", 2, torch.float32)
-        self._optional_nodes(self.num_nodes, "scores", 1, torch.float32)
-        self.frame_size = _check_frame_size(self.frame_size)
+        self._check_box_video("clip")
 
     @property
     def num_nodes(self) -> int:
@@ -175,13 +180,7 @@ class Regions(_Container):
         _check_shape("boxes", self.boxes, (None, 4), "[N, 4]")
         if self.boxes.size(0) == 0:
             raise ValueError("'boxes' is empty: a video needs at least one region")
-        _check_boxes("boxes", self.boxes)
-        self.frame = _as_tensor("frame", self.frame, torch.long)
-        _check_shape("frame", self.frame, (self.num_nodes,), f"[N] with N = {self.num_nodes}")
-        _check_sorted_index("frame", self.frame)
-        self._optional_nodes(self.num_nodes, "features", 2, torch.float32)
-        self._optional_nodes(self.num_nodes, "scores", 1, torch.float32)
-        self.frame_size = _check_frame_size(self.frame_size)
+        self._check_box_video("frame")
 
     @property
     def num_nodes(self) -> int:
