@@ -618,7 +618,7 @@ class PrototypeBank(nn.Module):
         mu = stack.running_mu.to(x.dtype).reshape(C * K, D)
         cov = stack.running_cov.to(x.dtype).reshape((C * K,) + stack.running_cov.shape[2:])
         log_phi = stack.log_phi(stack.running_phi.to(x.dtype), stack.active).reshape(C * K)
-        step = max(1, (1 << 22) // (C * K * D))
+        step = max(1, (1 << 24) // (C * K * D))  # large blocks: freed to the OS at once, no heap growth
         per_row = torch.cat([(gmm_component_log_prob(part, mu, cov, self.eps) + log_phi).view(-1, C, K).logsumexp(-1)
                              for part in x.split(step)]) if len(x) else x.new_zeros(0, C)
         index = sub.batch[:, None].expand(-1, C)
