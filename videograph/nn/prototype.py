@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
+from tqdm.auto import tqdm
 
 from videograph.ops import gather_sum, scatter
 from videograph.subgraph import Subgraphs, enumerate_subgraphs, multiscale, pair_ptr
@@ -33,6 +34,11 @@ class BestSubgraphs(NamedTuple):
     scale: Tensor
     index: Tensor
     nodes: Tensor
+
+
+def _take_components(t: Tensor, order: Tensor) -> Tensor:
+    """``t[c, order[c]]`` for a ``[C, K, ...]`` tensor and ``order [C, K']``, as a new tensor."""
+    return t.gather(1, order.view(order.shape + (1,) * (t.dim() - 2)).expand(order.shape + t.shape[2:])).clone()
 
 
 class _MixtureStack(nn.Module):
@@ -435,7 +441,8 @@ class PrototypeBank(nn.Module):
     # ------------------------------------------------------------------ inference
     def class_scores(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                      subgraphs: Optional[Dict[int, Subgraphs]] = None, *, return_best: bool = False,
-                     fused: Optional[bool] = None) -> Union[Tensor, Tuple[Tensor, BestSubgraphs]]:
+                     fused: Optional[bool] = None, progress: bool = False
+                     ) -> Union[Tensor, Tuple[Tensor, BestSubgraphs]]:
         r"""MUSLE inference: per video and class, the highest :math:`\log p(x)` over all sub-graphs of all
         scales under the running estimates, ``[B, C]``.
 
@@ -446,6 +453,7 @@ class PrototypeBank(nn.Module):
         Args:
             subgraphs: ``{k: Subgraphs}`` complete-mode sub-graphs of every scale; default: all, enumerated
                 per video as scoring proceeds.
+            progress: show a tqdm bar over videos and scales (fused path).
         """
         node_ptr = self._check_inputs(node_x, pair_x, node_ptr)
         use_fused = self._use_fused(fused)
@@ -453,11 +461,13 @@ class PrototypeBank(nn.Module):
             subgraphs = self._subgraphs(node_ptr, subgraphs, device=node_x.device)
         B, C = node_ptr.numel() - 1, self.num_classes
         scores, rows, nodes = [], [], []
+        bar = tqdm(total=B * len(self.scales), disable=not (progress and use_fused), unit="video",
+                   desc="class scores")
         for k in self.scales:
             stack = self.stack(k)
             sub = subgraphs[k] if subgraphs is not None else None
             if use_fused:
-                best_row = self._fused_search(stack, node_x.detach(), pair_x.detach(), node_ptr, sub)
+                best_row = self._fused_search(stack, node_x.detach(), pair_x.detach(), node_ptr, sub, bar)
                 score, best_nodes = self._score_rows(stack, node_x, pair_x, node_ptr, sub, best_row)
             else:
                 score, best_row = self._materialised_scores(stack, node_x, pair_x, sub)
@@ -465,6 +475,7 @@ class PrototypeBank(nn.Module):
             scores.append(score.masked_fill(best_row < 0, -math.inf))
             rows.append(best_row)
             nodes.append(F.pad(best_nodes, (0, max(self.scales) - k), value=-1).masked_fill(best_row[..., None] < 0, -1))
+        bar.close()
         best_score, which = torch.stack(scores).max(0)
         if not return_best:
             return best_score
@@ -502,79 +513,102 @@ class PrototypeBank(nn.Module):
             D * _LOG_2PI + (var + self.eps).log().sum(-1) + (mu_shifted * mu_shifted * precision).sum(-1))
         return shift_node, shift_pair, shift_full, quadratic, linear, const
 
+    def _slot_weights(self, stack: _MixtureStack, quadratic: Tensor, linear: Tensor) -> Tuple[Tensor, Tensor]:
+        """``[2 D_n, k G]`` and ``[2 D_e, J G]``: ``[x^2, x] @ w`` gives a slot's contribution for all ``G = C K``
+        Gaussians, column ``slot * G + c * K + j``."""
+        k, J, Dn, De = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels
+        C, K = quadratic.shape[:2]
+        split = k * Dn
+        w_node = torch.cat([quadratic[..., :split].reshape(C, K, k, Dn), linear[..., :split].reshape(C, K, k, Dn)], -1)
+        w_pair = torch.cat([quadratic[..., split:].reshape(C, K, J, De), linear[..., split:].reshape(C, K, J, De)], -1)
+        return (w_node.permute(3, 2, 0, 1).reshape(2 * Dn, k * C * K),
+                w_pair.permute(3, 2, 0, 1).reshape(2 * De, J * C * K))
+
+    @staticmethod
+    def _video_subgraphs(sub: Optional[Subgraphs], k: int, b: int, node_range: Tuple[int, int],
+                         pair_start: int, device) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Video ``b``'s sub-graphs with local node and pair ids, each row's prefix (``0, 1, ...``) and each
+        prefix's first row."""
+        n0, n1 = node_range
+        if sub is None:
+            if n1 - n0 < k:
+                raise ValueError(f"'k'={k} exceeds the number of nodes ({n1 - n0}) of graph {b}")
+            local = enumerate_subgraphs(Data(num_nodes=n1 - n0), k)
+            prefixes = local.prefixes()
+            return (local.nodes.to(device), local.pair_index.to(device), prefixes.index.to(device),
+                    prefixes.first.to(device))
+        r0, r1 = int(sub.ptr[b]), int(sub.ptr[b + 1])
+        prefixes = sub.prefixes()
+        prefix_index = prefixes.index[r0:r1]
+        if r1 == r0:
+            return sub.nodes[:0], sub.pair_index[:0], prefix_index, prefix_index
+        first = prefixes.first[int(prefix_index[0]):int(prefix_index[-1]) + 1] - r0
+        return sub.nodes[r0:r1] - n0, sub.pair_index[r0:r1] - pair_start, prefix_index - prefix_index[0], first
+
     @torch.no_grad()
     def _fused_search(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
-                      sub: Optional[Subgraphs]) -> Tensor:
+                      sub: Optional[Subgraphs], bar) -> Tensor:
         """``[B, C]`` row (in the batch's enumeration at this scale) of every video's best sub-graph per class."""
-        k, J, Dn, De = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels
-        C, K = self.num_classes, stack.num_components
-        G = C * K
+        k, J, C = stack.k, stack.num_pair_slots, self.num_classes
+        G = C * stack.num_components
         shift_node, shift_pair, _, quadratic, linear, const = self._scoring_parameters(stack, node_x.dtype)
-        w_node = torch.cat([quadratic[..., :k * Dn].reshape(C, K, k, Dn), linear[..., :k * Dn].reshape(C, K, k, Dn)],
-                           -1).permute(3, 2, 0, 1).reshape(2 * Dn, k * G)
-        w_pair = torch.cat([quadratic[..., k * Dn:].reshape(C, K, J, De), linear[..., k * Dn:].reshape(C, K, J, De)],
-                           -1).permute(3, 2, 0, 1).reshape(2 * De, J * G)
-        const = const.reshape(G)
-        prefix_cols, tail_cols = prefix_rows(k, node_x.device)
-        slack = math.log(K)
-        tiny = 64 * torch.finfo(node_x.dtype).eps
+        w_node, w_pair = self._slot_weights(stack, quadratic, linear)
         node_ptr_list, pptr = node_ptr.tolist(), pair_ptr(node_ptr).tolist()
         B = len(node_ptr_list) - 1
         best_row = torch.full((B, C), -1, dtype=torch.long, device=node_x.device)
-        offset = 0
+        offset = 0  # first row of video b in the batch's enumeration
         for b in range(B):
             n0, n1, p0, p1 = node_ptr_list[b], node_ptr_list[b + 1], pptr[b], pptr[b + 1]
-            if sub is None:
-                if n1 - n0 < k:
-                    raise ValueError(f"'k'={k} exceeds the number of nodes ({n1 - n0}) of graph {b}")
-                local = enumerate_subgraphs(Data(num_nodes=n1 - n0), k)
-                nodes, pairs, prefixes, r0 = local.nodes.to(node_x.device), local.pair_index.to(node_x.device), \
-                    local.prefixes(), offset
-                prefix_index, prefix_first = prefixes.index.to(node_x.device), prefixes.first.to(node_x.device)
-            else:
-                r0, r1 = int(sub.ptr[b]), int(sub.ptr[b + 1])
-                nodes, pairs = sub.nodes[r0:r1] - n0, sub.pair_index[r0:r1] - p0
-                prefixes = sub.prefixes()
-                prefix_index = prefixes.index[r0:r1]
-                if r1 > r0:
-                    prefix_first = prefixes.first[int(prefix_index[0]):int(prefix_index[-1]) + 1] - r0
-                    prefix_index = prefix_index - prefix_index[0]
-            num_rows = nodes.size(0)
-            offset += num_rows
-            if num_rows == 0:
-                continue
-            xn, xp = node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair
-            node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(n1 - n0, k, G)
-            node_table[:, 0] += const
-            pair_table = (torch.cat([xp * xp, xp], -1) @ w_pair).view(p1 - p0, J, G)
-            rows = slot_rows(nodes, pairs, n1 - n0)
-            table_rows = (n1 - n0) * k + (p1 - p0) * J
-            starts = list(range(0, num_rows, self.chunk_size))
-            spans = [int(prefix_index[min(s + self.chunk_size, num_rows) - 1] - prefix_index[s]) + 1 for s in starts]
-            work = torch.empty(table_rows + max(spans), G, dtype=node_x.dtype, device=node_x.device)
-            torch.cat([node_table.view(-1, G), pair_table.view(-1, G)], out=work[:table_rows])
-            best = torch.full((C,), -math.inf, dtype=node_x.dtype, device=node_x.device)
-            for s, span in zip(starts, spans):
-                e = min(s + self.chunk_size, num_rows)
-                first_prefix = int(prefix_index[s])
-                heads = prefix_first[first_prefix:first_prefix + span]
-                work[table_rows:table_rows + span] = gather_sum(work[:table_rows], rows[heads][:, prefix_cols])
-                tail = torch.cat([rows[s:e][:, tail_cols], (table_rows + prefix_index[s:e] - first_prefix)[:, None]], 1)
-                values = gather_sum(work[:table_rows + span], tail).view(e - s, C, K)
-                # log-sum-exp lies within [max_k, max_k + log K]: only rows whose bound reaches the best lower
-                # bound so far can hold a class's maximum, so exact log-sum-exps are taken for those alone.
-                upper = values.amax(-1)  # [rows, C]
-                lower = torch.maximum(best, upper.amax(0))
-                candidate = (upper + (slack + tiny * (1 + lower.abs())) >= lower).nonzero()
-                row, cls = candidate.unbind(1)
-                exact = torch.logsumexp(values[row, cls], -1)
-                chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, cls, exact, "amax")
-                winner = exact == chunk_best[cls]
-                chunk_row = torch.full((C,), e, dtype=torch.long, device=best.device).scatter_reduce(
-                    0, cls[winner], row[winner], "amin")
-                better = chunk_best > best
-                best = torch.where(better, chunk_best, best)
-                best_row[b] = torch.where(better, r0 + s + chunk_row, best_row[b])
+            nodes, pairs, prefix_index, prefix_first = self._video_subgraphs(sub, k, b, (n0, n1), p0, node_x.device)
+            if sub is not None:
+                offset = int(sub.ptr[b])
+            if nodes.size(0) > 0:
+                xn, xp = node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair
+                node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(n1 - n0, k, G)
+                node_table[:, 0] += const.view(G)  # each Gaussian's constant enters once, through node slot 0
+                pair_table = (torch.cat([xp * xp, xp], -1) @ w_pair).view(p1 - p0, J, G)
+                local = self._best_rows(stack, node_table, pair_table, slot_rows(nodes, pairs, n1 - n0),
+                                        prefix_index, prefix_first)
+                best_row[b] = torch.where(local >= 0, offset + local, -1)
+            offset += nodes.size(0)
+            bar.update(1)
+        return best_row
+
+    def _best_rows(self, stack: _MixtureStack, node_table: Tensor, pair_table: Tensor, rows: Tensor,
+                   prefix_index: Tensor, prefix_first: Tensor) -> Tensor:
+        """``[C]`` local row of one video's best sub-graph per class, by chunks of ``chunk_size`` rows."""
+        C, K = self.num_classes, stack.num_components
+        G, num_rows = C * K, rows.size(0)
+        prefix_cols, tail_cols = prefix_rows(stack.k, rows.device)
+        table_rows = node_table.size(0) * node_table.size(1) + pair_table.size(0) * pair_table.size(1)
+        starts = list(range(0, num_rows, self.chunk_size))
+        spans = [int(prefix_index[min(s + self.chunk_size, num_rows) - 1] - prefix_index[s]) + 1 for s in starts]
+        # One work table: the slot rows, then the partial sums of the chunk's prefixes.
+        work = node_table.new_empty(table_rows + max(spans), G)
+        torch.cat([node_table.view(-1, G), pair_table.view(-1, G)], out=work[:table_rows])
+        best = node_table.new_full((C,), -math.inf)
+        best_row = torch.full((C,), -1, dtype=torch.long, device=rows.device)
+        slack = math.log(K)
+        rounding = 64 * torch.finfo(node_table.dtype).eps
+        for s, span in zip(starts, spans):
+            e = min(s + self.chunk_size, num_rows)
+            first_prefix = int(prefix_index[s])
+            heads = prefix_first[first_prefix:first_prefix + span]
+            work[table_rows:table_rows + span] = gather_sum(work[:table_rows], rows[heads][:, prefix_cols])
+            tail = torch.cat([rows[s:e][:, tail_cols], (table_rows + prefix_index[s:e] - first_prefix)[:, None]], 1)
+            values = gather_sum(work[:table_rows + span], tail).view(e - s, C, K)
+            # logsumexp_j lies in [max_j, max_j + log K]: only (row, class) whose upper bound reaches the best
+            # lower bound so far can hold the class's maximum; exact log-sum-exps are taken for those alone.
+            peak = values.amax(-1)  # [rows, C]
+            lower = torch.maximum(best, peak.amax(0))
+            row, cls = (peak + (slack + rounding * (1 + lower.abs())) >= lower).nonzero().unbind(1)
+            exact = torch.logsumexp(values[row, cls], -1)
+            chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, cls, exact, "amax")
+            winner = exact == chunk_best[cls]
+            chunk_row = torch.full_like(best_row, e).scatter_reduce(0, cls[winner], row[winner], "amin")
+            better = chunk_best > best
+            best = torch.where(better, chunk_best, best)
+            best_row = torch.where(better, s + chunk_row, best_row)
         return best_row
 
     def _score_rows(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
@@ -631,15 +665,16 @@ class PrototypeBank(nn.Module):
 
     # ------------------------------------------------------------------ running estimates, dynamic K
     @torch.no_grad()
-    def fit_(self, loader: Iterable, fused: Optional[bool] = None) -> "PrototypeBank":
+    def fit_(self, loader: Iterable, fused: Optional[bool] = None, progress: bool = False) -> "PrototypeBank":
         r"""Sets the running estimates of every class seen in ``loader`` to eq. 4 over all its sub-graphs
         (one pass; moments are accumulated around each class's first batch mean, which avoids the cancellation of
         :math:`E[x^2] - \mu^2`). ``loader`` yields tuples ``(node_x, pair_x, node_ptr, y)`` or
-        ``(node_x, pair_x, node_ptr, y, subgraphs)``; classes it never shows keep their estimates."""
+        ``(node_x, pair_x, node_ptr, y, subgraphs)``; classes it never shows keep their estimates. ``progress``
+        shows a tqdm bar over batches."""
         use_fused = self._use_fused(fused)
         sums: Dict[int, List] = {}
         seen = None
-        for item in loader:
+        for item in tqdm(loader, disable=not progress, unit="batch", desc="fit"):
             if not isinstance(item, (tuple, list)) or len(item) not in (4, 5):
                 raise ValueError("'loader' must yield tuples (node_x, pair_x, node_ptr, y[, subgraphs])")
             node_x, pair_x, node_ptr, y = item[:4]
@@ -715,12 +750,10 @@ class PrototypeBank(nn.Module):
             order = torch.argsort((~stack.active).to(torch.int8), dim=1, stable=True)
             width = int(stack.active.sum(1).max())
             order = order[:, :width]
-            take = lambda t: t.gather(1, order.view(order.shape + (1,) * (t.dim() - 2)).expand(  # noqa: E731
-                order.shape + t.shape[2:]))
-            stack.weight2 = nn.Parameter(take(stack.weight2.detach()).clone())
-            stack.bias2 = nn.Parameter(take(stack.bias2.detach()).clone())
+            stack.weight2 = nn.Parameter(_take_components(stack.weight2.detach(), order))
+            stack.bias2 = nn.Parameter(_take_components(stack.bias2.detach(), order))
             for name in ("running_phi", "running_mu", "running_cov", "active"):
-                setattr(stack, name, take(getattr(stack, name)).clone())
+                setattr(stack, name, _take_components(getattr(stack, name), order))
         return self
 
     @torch.no_grad()
