@@ -515,14 +515,15 @@ class PrototypeBank(nn.Module):
 
     def _slot_weights(self, stack: _MixtureStack, quadratic: Tensor, linear: Tensor) -> Tuple[Tensor, Tensor]:
         """``[2 D_n, k G]`` and ``[2 D_e, J G]``: ``[x^2, x] @ w`` gives a slot's contribution for all ``G = C K``
-        Gaussians, column ``slot * G + c * K + j``."""
+        Gaussians, column ``slot * G + j * C + c`` (component-major: the max over a class's components is then
+        an elementwise max of ``K`` contiguous blocks)."""
         k, J, Dn, De = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels
         C, K = quadratic.shape[:2]
         split = k * Dn
         w_node = torch.cat([quadratic[..., :split].reshape(C, K, k, Dn), linear[..., :split].reshape(C, K, k, Dn)], -1)
         w_pair = torch.cat([quadratic[..., split:].reshape(C, K, J, De), linear[..., split:].reshape(C, K, J, De)], -1)
-        return (w_node.permute(3, 2, 0, 1).reshape(2 * Dn, k * C * K),
-                w_pair.permute(3, 2, 0, 1).reshape(2 * De, J * C * K))
+        return (w_node.permute(3, 2, 1, 0).reshape(2 * Dn, k * C * K),
+                w_pair.permute(3, 2, 1, 0).reshape(2 * De, J * C * K))
 
     @staticmethod
     def _video_subgraphs(sub: Optional[Subgraphs], k: int, b: int, node_range: Tuple[int, int],
@@ -565,7 +566,7 @@ class PrototypeBank(nn.Module):
             if nodes.size(0) > 0:
                 xn, xp = node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair
                 node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(n1 - n0, k, G)
-                node_table[:, 0] += const.view(G)  # each Gaussian's constant enters once, through node slot 0
+                node_table[:, 0] += const.t().reshape(G)  # each Gaussian's constant enters once, through node slot 0
                 pair_table = (torch.cat([xp * xp, xp], -1) @ w_pair).view(p1 - p0, J, G)
                 local = self._best_rows(stack, node_table, pair_table, slot_rows(nodes, pairs, n1 - n0),
                                         prefix_index, prefix_first)
@@ -596,13 +597,15 @@ class PrototypeBank(nn.Module):
             heads = prefix_first[first_prefix:first_prefix + span]
             work[table_rows:table_rows + span] = gather_sum(work[:table_rows], rows[heads][:, prefix_cols])
             tail = torch.cat([rows[s:e][:, tail_cols], (table_rows + prefix_index[s:e] - first_prefix)[:, None]], 1)
-            values = gather_sum(work[:table_rows + span], tail).view(e - s, C, K)
+            values = gather_sum(work[:table_rows + span], tail).view(e - s, K, C)
             # logsumexp_j lies in [max_j, max_j + log K]: only (row, class) whose upper bound reaches the best
             # lower bound so far can hold the class's maximum; exact log-sum-exps are taken for those alone.
-            peak = values.amax(-1)  # [rows, C]
+            peak = values[:, 0].clone()  # [rows, C]
+            for j in range(1, K):
+                torch.maximum(peak, values[:, j], out=peak)
             lower = torch.maximum(best, peak.amax(0))
             row, cls = (peak + (slack + rounding * (1 + lower.abs())) >= lower).nonzero().unbind(1)
-            exact = torch.logsumexp(values[row, cls], -1)
+            exact = torch.logsumexp(values[row, :, cls], -1)
             chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, cls, exact, "amax")
             winner = exact == chunk_best[cls]
             chunk_row = torch.full_like(best_row, e).scatter_reduce(0, cls[winner], row[winner], "amin")
