@@ -256,11 +256,11 @@ def test_prune_masks_per_mixture_and_compact_keeps_scores():
     assert scores.shape == (3, 4)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_fit_equals_the_estimate_over_all_batches(fused):
+@pytest.mark.parametrize("covariance, fused", [("diag", True), ("diag", False), ("full", False)])
+def test_fit_equals_the_estimate_over_all_batches(covariance, fused):
     node_x, pair_x, node_ptr = inputs(sizes=(5, 6, 4, 5))
     y = torch.tensor([1, 3, 1, 1])
-    bank = make_bank().eval()
+    bank = make_bank(covariance=covariance).eval()
     halves = [(node_x[:11], pair_x[:25], node_ptr[:3], y[:2]),
               (node_x[11:] + 100.0, pair_x[25:] - 50.0, node_ptr[2:] - 11, y[2:])]  # shifted: tests the moments
     bank.fit_(halves, fused=fused)
@@ -268,7 +268,7 @@ def test_fit_equals_the_estimate_over_all_batches(fused):
         for k in bank.scales:
             x = torch.cat([explicit(*h[:3], b, k)[0] for h in halves for b in range(2) if h[3][b] == c])
             gmm = bank.mixture(c, k)
-            phi, mu, var = gmm_estimate(x, gmm.membership(x), "diag")
+            phi, mu, var = gmm_estimate(x, gmm.membership(x), covariance)
             torch.testing.assert_close(gmm.running_phi, phi)
             torch.testing.assert_close(gmm.running_mu, mu)
             torch.testing.assert_close(gmm.running_cov, var, rtol=1e-7, atol=1e-9)

@@ -316,8 +316,9 @@ class PrototypeBank(nn.Module):
         sub_label = y[sub.batch]
         for c, s in zip(classes.tolist(), shift):
             keep = sub_label == c
-            x = materialise(node_x, pair_x, sub.nodes[keep], sub.pair_index[keep]) - s
-            gamma = self._membership(stack, x + s, c)
+            x = materialise(node_x, pair_x, sub.nodes[keep], sub.pair_index[keep])
+            gamma = self._membership(stack, x, c)
+            x = x - s
             counts.append(x.size(0))
             masses.append(gamma.sum(0))
             firsts.append(gamma.t() @ x)
