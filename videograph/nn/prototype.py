@@ -468,14 +468,16 @@ class PrototypeBank(nn.Module):
             stack = self.stack(k)
             sub = subgraphs[k] if subgraphs is not None else None
             if use_fused:
-                best_row = self._fused_search(stack, node_x.detach(), pair_x.detach(), node_ptr, sub, bar)
-                score, best_nodes = self._score_rows(stack, node_x, pair_x, node_ptr, sub, best_row)
+                parameters = self._scoring_parameters(stack, node_x.dtype)
+                best_row = self._fused_search(stack, parameters, node_x.detach(), pair_x.detach(), node_ptr, sub, bar)
+                score, best_nodes = self._score_rows(stack, parameters, node_x, pair_x, node_ptr, sub, best_row)
             else:
                 score, best_row = self._materialised_scores(stack, node_x, pair_x, sub)
                 best_nodes = sub.nodes[best_row.clamp_min(0)]
             scores.append(score.masked_fill(best_row < 0, -math.inf))
             rows.append(best_row)
-            nodes.append(F.pad(best_nodes, (0, max(self.scales) - k), value=-1).masked_fill(best_row[..., None] < 0, -1))
+            padded = F.pad(best_nodes, (0, max(self.scales) - k), value=-1)
+            nodes.append(padded.masked_fill(best_row[..., None] < 0, -1))
         bar.close()
         best_score, which = torch.stack(scores).max(0)
         if not return_best:
@@ -548,12 +550,12 @@ class PrototypeBank(nn.Module):
         return sub.nodes[r0:r1] - n0, sub.pair_index[r0:r1] - pair_start, prefix_index - prefix_index[0], first
 
     @torch.no_grad()
-    def _fused_search(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
-                      sub: Optional[Subgraphs], bar) -> Tensor:
+    def _fused_search(self, stack: _MixtureStack, parameters: Tuple[Tensor, ...], node_x: Tensor, pair_x: Tensor,
+                      node_ptr: Tensor, sub: Optional[Subgraphs], bar) -> Tensor:
         """``[B, C]`` row (in the batch's enumeration at this scale) of every video's best sub-graph per class."""
         k, J, C = stack.k, stack.num_pair_slots, self.num_classes
         G = C * stack.num_components
-        shift_node, shift_pair, _, quadratic, linear, const = self._scoring_parameters(stack, node_x.dtype)
+        shift_node, shift_pair, _, quadratic, linear, const = parameters
         w_node, w_pair = self._slot_weights(stack, quadratic, linear)
         node_ptr_list, pptr = node_ptr.tolist(), pair_ptr(node_ptr).tolist()
         B = len(node_ptr_list) - 1
@@ -615,8 +617,8 @@ class PrototypeBank(nn.Module):
             best_row = torch.where(better, s + chunk_row, best_row)
         return best_row
 
-    def _score_rows(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
-                    sub: Optional[Subgraphs], best_row: Tensor) -> Tuple[Tensor, Tensor]:
+    def _score_rows(self, stack: _MixtureStack, parameters: Tuple[Tensor, ...], node_x: Tensor, pair_x: Tensor,
+                    node_ptr: Tensor, sub: Optional[Subgraphs], best_row: Tensor) -> Tuple[Tensor, Tensor]:
         """Differentiable log p of the chosen sub-graph of every (video, class), and its global nodes."""
         k, C, K = stack.k, self.num_classes, stack.num_components
         if sub is not None:
@@ -624,7 +626,7 @@ class PrototypeBank(nn.Module):
             pairs = sub.pair_index[best_row.clamp_min(0)]
         else:
             nodes, pairs = self._unrank(node_ptr, k, best_row)
-        _, _, shift_full, quadratic, linear, const = self._scoring_parameters(stack, node_x.dtype)
+        _, _, shift_full, quadratic, linear, const = parameters
         x = materialise(node_x, pair_x, nodes, pairs) - shift_full  # [B, C, D]
         joint = torch.einsum("bcd,ckd->bck", x * x, quadratic) + torch.einsum("bcd,ckd->bck", x, linear) + const
         return torch.logsumexp(joint, -1), nodes
