@@ -90,6 +90,7 @@ def test_loss_is_eq6_of_each_class_mixture_on_its_videos(covariance):
             expected = expected + bank.mixture(c, k).loss(x)
     torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y), expected)
     torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y, reduction="mean"), expected / 4)
+    assert int(bank.stack(2).num_batches_tracked.sum()) == 0  # eval mode: running estimates untouched
 
 
 @pytest.mark.parametrize("pruned", [False, True])
@@ -310,6 +311,7 @@ def test_bad_input():
     cases = [
         (lambda: bank.loss(node_x[:, :2], pair_x, node_ptr, y), "'node_x'"),
         (lambda: bank.loss(node_x, pair_x[:-1], node_ptr, y), "'pair_x'"),
+        (lambda: bank.loss(node_x.float(), pair_x.float(), node_ptr, y), "dtype"),
         (lambda: bank.loss(node_x, pair_x, node_ptr.float(), y), "'node_ptr'"),
         (lambda: bank.loss(node_x, pair_x, node_ptr, torch.tensor([0, 1, 4])), "'y'"),
         (lambda: bank.loss(node_x, pair_x, node_ptr, y[:2]), "'y'"),

@@ -228,8 +228,10 @@ class PrototypeBank(nn.Module):
         if pair_x.dim() != 2 or pair_x.size(1) != self.pair_channels or pair_x.size(0) != num_pairs:
             raise ValueError(f"'pair_x' must have shape [{num_pairs}, {self.pair_channels}] (one row per node pair "
                              f"u < w of every video, see videograph.subgraph.pair_nodes), got {tuple(pair_x.shape)}")
-        if pair_x.dtype != node_x.dtype:
-            raise ValueError(f"'node_x' and 'pair_x' must share a dtype, got {node_x.dtype} and {pair_x.dtype}")
+        dtype = self.stack(self.scales[0]).weight1.dtype
+        if node_x.dtype != dtype or pair_x.dtype != dtype:
+            raise ValueError(f"'node_x' and 'pair_x' must have the bank's dtype {dtype}, got {node_x.dtype} and "
+                             f"{pair_x.dtype}")
         if y is not None:
             if y.dim() != 1 or y.numel() != node_ptr.numel() - 1 or y.is_floating_point():
                 raise ValueError(f"'y' must be an integer tensor [B] with B = {node_ptr.numel() - 1}, got "
