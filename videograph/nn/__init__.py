@@ -2,5 +2,6 @@ r"""Neural network layers for video graphs."""
 from . import functional
 from .conv import PGCN, PGCNConv
 from .gmm import GaussianMixture
+from .prototype import BestSubgraphs, PrototypeBank
 
-__all__ = ["functional", "GaussianMixture", "PGCNConv", "PGCN"]
+__all__ = ["functional", "GaussianMixture", "PrototypeBank", "BestSubgraphs", "PGCNConv", "PGCN"]
