@@ -2,6 +2,7 @@
 from . import datasets, nn, ops, sampler, subgraph
 from .data import Proposals, Regions, Tubelets
 from .graph import EdgeType, build_graph
+from .nn import PrototypeBank
 
 __version__ = "0.1.0"
 
@@ -11,6 +12,7 @@ __all__ = [
     "Tubelets",
     "Regions",
     "Proposals",
+    "PrototypeBank",
     "datasets",
     "nn",
     "ops",

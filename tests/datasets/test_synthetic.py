@@ -82,6 +82,7 @@ def test_unoccluded_object_fills_its_shape(clean):
     for video in clean:
         boxes = video.boxes
         for obj in range(video.num_objects):
+            mask = colour_mask(video, obj, 0)
             for t in range(video.num_frames):
                 others = torch.cat([boxes[:obj, t], boxes[obj + 1:, t]])
                 b = boxes[obj, t]
@@ -92,7 +93,7 @@ def test_unoccluded_object_fills_its_shape(clean):
                 side = float(b[2] - b[0])
                 area = {"square": side ** 2, "disc": math.pi * side ** 2 / 4, "triangle": side ** 2 / 2,
                         "diamond": side ** 2 / 2}[("square", "disc", "triangle", "diamond")[int(video.shapes[obj])]]
-                pixels = int(colour_mask(video, obj, 0)[t].sum())
+                pixels = int(mask[t].sum())
                 assert abs(pixels - area) <= 2 * side + 2, (pixels, area)
                 checked += 1
     assert checked > 100
