@@ -38,6 +38,18 @@ def _node_ptr_batch(node_ptr: Tensor) -> Batch:
     return Batch.from_data_list([Data(num_nodes=int(n)) for n in sizes])
 
 
+@torch.no_grad()
+def _resize_(mixture: GaussianMixture, num_components: int) -> None:
+    """Gives ``mixture`` ``num_components`` components (fresh values, to be overwritten by a state dict)."""
+    last = mixture.membership_net[-1]
+    mixture.membership_net[-1] = nn.Linear(last.in_features, num_components, device=last.weight.device,
+                                           dtype=last.weight.dtype)
+    mixture.running_phi = mixture.running_phi.new_full((num_components,), 1.0 / num_components)
+    mixture.running_mu = mixture.running_mu.new_zeros(num_components, mixture.in_channels)
+    mixture.running_cov = mixture.running_cov.new_ones((num_components,) + tuple(mixture.running_cov.shape[1:]))
+    mixture.num_components = num_components
+
+
 class SubgraphMixtures(nn.Module):
     r"""One MUSLE Gaussian Mixture layer (:class:`~videograph.nn.GaussianMixture`, diagonal) per (class, scale)
     over sub-graph vectors (:func:`materialise`), with the interface of the fused ``PrototypeBank``: training on
@@ -66,8 +78,9 @@ class SubgraphMixtures(nn.Module):
     def __init__(self, num_classes: int, node_channels: int, pair_channels: int, scales: Sequence[int] = (3, 4, 5),
                  num_components: int = 6, hidden_channels: Optional[int] = None, eps: float = 1e-6,
                  lambda_cov: float = 0.05, momentum: float = 0.1, chunk_size: int = 65536,
-                 background: bool = False):
+                 background: bool = False, posterior: bool = False):
         super().__init__()
+        self.posterior = bool(posterior)
         self.num_classes = positive("num_classes", num_classes)
         self.node_channels = positive("node_channels", node_channels)
         self.pair_channels = positive("pair_channels", pair_channels)
@@ -183,7 +196,9 @@ class SubgraphMixtures(nn.Module):
         C, K = log_phi.shape
         log_prob = torch.logsumexp(log_phi - 0.5 * (quad.view(-1, C, K) + const), dim=-1)
         if self.background:
-            return log_prob[:, :-1] - log_prob[:, -1:]
+            log_prob = log_prob[:, :-1] - log_prob[:, -1:]
+        if self.posterior:
+            log_prob = log_prob - torch.logsumexp(log_prob, dim=-1, keepdim=True)
         return log_prob
 
     def class_scores(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
@@ -220,6 +235,14 @@ class SubgraphMixtures(nn.Module):
     def predict(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                 subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
         return self.class_scores(node_x, pair_x, node_ptr, subgraphs).argmax(-1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Dynamic K changes the mixtures' shapes: take the checkpoint's K before the children load.
+        for key, mixture in self.mixtures.items():
+            phi = state_dict.get(f"{prefix}mixtures.{key}.running_phi")
+            if phi is not None and phi.numel() != mixture.num_components:
+                _resize_(mixture, phi.numel())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def prune_(self, threshold: float = 0.02) -> "SubgraphMixtures":
@@ -280,7 +303,8 @@ class MUSLE(nn.Module):
                  num_components: int = 6, eps: float = 1e-2, lambda_cov: float = 0.05, momentum: float = 0.1,
                  ce_weight: float = 1.0,
                  train_subgraphs: int = 64, prune_threshold: float = 0.02, bank: Optional[nn.Module] = None,
-                 generative_features: bool = True, background: bool = False):
+                 generative_features: bool = True, background: bool = False, posterior: bool = False,
+                 aux_weight: float = 0.0):
         super().__init__()
         self.num_classes = positive("num_classes", num_classes)
         self.scales = tuple(scales)
@@ -290,7 +314,11 @@ class MUSLE(nn.Module):
                                         edge_coord)
         self.bank = bank if bank is not None else SubgraphMixtures(
             num_classes, self.node_encoder.out_channels, self.pair_encoder.out_channels, self.scales,
-            num_components, eps=eps, lambda_cov=lambda_cov, momentum=momentum, background=background)
+            num_components, eps=eps, lambda_cov=lambda_cov, momentum=momentum, background=background,
+            posterior=posterior)
+        self.aux_weight = float(aux_weight)
+        self.aux_heads = nn.ModuleDict({str(k): nn.Linear(self.bank.dim(k), num_classes) for k in self.scales}) \
+            if aux_weight > 0 else None
         if ce_weight < 0:
             raise ValueError(f"'ce_weight' must be >= 0, got {ce_weight}")
         self.ce_weight = float(ce_weight)
@@ -329,6 +357,10 @@ class MUSLE(nn.Module):
         else:
             loss = self.bank.loss(node_x.detach(), pair_x.detach(), ptr, y, subgraphs=subgraphs)
         scores = self.bank.class_scores(node_x, pair_x, ptr, subgraphs=subgraphs)
+        if self.aux_heads is not None:
+            aux = torch.stack([scatter(self.aux_heads[str(k)](materialise(node_x, pair_x, sub)), sub.batch, dim=0,
+                                       dim_size=y.numel(), reduce="max") for k, sub in subgraphs.items()]).amax(0)
+            loss = loss + self.aux_weight * F.cross_entropy(aux, y)
         if self.ce_weight > 0:
             loss = loss + self.ce_weight * F.cross_entropy(scores, y)
         return loss, scores.detach()

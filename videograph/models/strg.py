@@ -12,12 +12,6 @@ from .base import _global_features
 __all__ = ["STRG"]
 
 
-def _zero_(module: nn.Module) -> None:
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.zero_()
-
-
 class STRG(nn.Module):
     r"""The space-time region graph network of `"Videos as Space-Time Region Graphs"
     <https://arxiv.org/abs/1806.01810>`_: two branches of ``num_layers`` graph convolutions over the region
@@ -30,8 +24,8 @@ class STRG(nn.Module):
       on ``front_edge_index`` / ``back_edge_index`` and their row-normalised weights),
 
     summed with the input as a residual. The last layer of each branch is zero-initialised (as the paper does,
-    following non-local networks), so a fresh model's node features are its input and its video feature is the
-    input's mean. The video feature :math:`[\mathrm{mean}_v\, z_v, \mathbf{g}]` (``g`` = ``data.global_x``, the
+    following non-local networks: here a per-channel gain on its output starts at zero), so a fresh model's node
+    features are its input and its video feature is the input's mean. The video feature :math:`[\mathrm{mean}_v\, z_v, \mathbf{g}]` (``g`` = ``data.global_x``, the
     backbone map's global average; optional) goes to a linear classifier.
 
     Any PyG conv fits either slot: ``conv(in, out)`` replaces the front/back layer (it gets the merged front and back
@@ -47,7 +41,7 @@ class STRG(nn.Module):
         conv (callable, optional): front/back layer factory. (default: :class:`STRGConv` with 2 relations)
         sim_conv (callable, optional): similarity layer factory. (default: :class:`SimilarityConv`)
         branches (tuple, optional): subset of ``("similarity", "front_back")``. (default: both)
-        zero_init (bool, optional): zero the last layer of each branch. (default: :obj:`True`)
+        zero_init (bool, optional): zero the last layer's output of each branch. (default: :obj:`True`)
         dropout (float, optional): dropout before the classifier. (default: :obj:`0.0`)
 
     Shapes:
@@ -79,6 +73,8 @@ class STRG(nn.Module):
             if "front_back" in self.branches else nn.ModuleList()
         self.fb_norms = nn.ModuleList(nn.LayerNorm(d) for _ in self.fb_convs)
         self.zero_init = zero_init
+        self.sim_gain = nn.Parameter(torch.empty(d))
+        self.fb_gain = nn.Parameter(torch.empty(d))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d + self.global_channels, num_classes)
         self.reset_parameters()
@@ -86,10 +82,15 @@ class STRG(nn.Module):
     def reset_parameters(self) -> None:
         for module in list(self.sim_convs) + list(self.fb_convs) + list(self.sim_norms) + list(self.fb_norms):
             module.reset_parameters()
-        if self.zero_init:
-            for convs in (self.sim_convs, self.fb_convs):
-                if len(convs):
-                    _zero_(convs[-1])
+        # The last layer's output starts at zero through a per-channel gain after its LayerNorm and ReLU (as
+        # non-local networks zero their last BatchNorm's scale). Zeroing the conv's weights instead would leave
+        # ReLU(LayerNorm(0)) = 0 at ReLU's kink, where no gradient passes, and would set the similarity layer's
+        # phi = phi' = 0, whose product gets no gradient either: the branch would never train.
+        for gain in (self.sim_gain, self.fb_gain):
+            if self.zero_init:
+                nn.init.zeros_(gain)
+            else:
+                nn.init.ones_(gain)
         self.head.reset_parameters()
 
     @staticmethod
@@ -116,13 +117,13 @@ class STRG(nn.Module):
             h = x
             for conv, norm in zip(self.sim_convs, self.sim_norms):
                 h = torch.relu(norm(call_conv(conv, h, dense)))
-            out = out + h
+            out = out + self.sim_gain * h
         if len(self.fb_convs):
             edge_index, weight, edge_type = self.front_back_edges(data)
             h = x
             for conv, norm in zip(self.fb_convs, self.fb_norms):
                 h = torch.relu(norm(call_conv(conv, h, edge_index, weight, edge_type)))
-            out = out + h
+            out = out + self.fb_gain * h
         return out
 
     def embed(self, data) -> Tensor:
