@@ -74,8 +74,9 @@ def test_pair_encoder_semantic_vector_sums_to_the_dot_product():
     torch.manual_seed(0)
     x, coord = torch.randn(5, 6), torch.randn(5, 8)
     pairs = torch.tensor([[0, 1], [0, 4], [2, 3]])
-    vector = PairEncoder(6, 8, semantic_out=4, use_coord=False, normalize=False)
-    scalar = PairEncoder(6, 8, semantic_out=4, use_coord=False, normalize=False, semantic="scalar")
+    vector = PairEncoder(6, 8, semantic_out=4, use_coord=False, normalize=False, unit_semantic=False)
+    scalar = PairEncoder(6, 8, semantic_out=4, use_coord=False, normalize=False, semantic="scalar",
+                         unit_semantic=False)
     scalar.load_state_dict(vector.state_dict())
     phi = vector.phi(x)
     expected = torch.stack([phi[i] @ phi[j] for i, j in pairs.tolist()])

@@ -17,6 +17,18 @@ from ._utils import positive
 __all__ = ["MUSLE", "SubgraphMixtures", "BestSubgraphs", "materialise"]
 
 
+def _top_per_graph(score: Tensor, batch: Tensor, num_graphs: int, top: int) -> Tensor:
+    """Boolean mask of the ``top`` highest-scoring rows of every graph (rows sorted by graph)."""
+    order = torch.argsort(score, descending=True, stable=True)
+    order = order[torch.argsort(batch[order], stable=True)]          # by graph, best first within each
+    counts = torch.bincount(batch, minlength=num_graphs)
+    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+    rank = torch.arange(score.numel(), device=score.device) - starts[batch[order]]
+    mask = torch.zeros_like(score, dtype=torch.bool)
+    mask[order[rank < top]] = True
+    return mask
+
+
 class BestSubgraphs(NamedTuple):
     """The highest-scoring sub-graph of every (video, class): ``scale`` ``[B, C]`` (its k), ``nodes`` (a list over
     ``B`` of lists over ``C`` of global node-id tensors) and ``score`` ``[B, C]``."""
@@ -78,8 +90,11 @@ class SubgraphMixtures(nn.Module):
     def __init__(self, num_classes: int, node_channels: int, pair_channels: int, scales: Sequence[int] = (3, 4, 5),
                  num_components: int = 6, hidden_channels: Optional[int] = None, eps: float = 1e-6,
                  lambda_cov: float = 0.05, momentum: float = 0.1, chunk_size: int = 65536,
-                 background: bool = False, posterior: bool = False):
+                 background: bool = False, posterior: bool = False, scale_reduce: str = "max"):
         super().__init__()
+        if scale_reduce not in ("max", "sum"):
+            raise ValueError(f"'scale_reduce' must be 'max' or 'sum', got {scale_reduce!r}")
+        self.scale_reduce = scale_reduce
         self.posterior = bool(posterior)
         self.num_classes = positive("num_classes", num_classes)
         self.node_channels = positive("node_channels", node_channels)
@@ -129,17 +144,23 @@ class SubgraphMixtures(nn.Module):
                              f"({int((sizes * (sizes - 1) // 2).sum())}), got {pair_x.size(0)}")
 
     def loss(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor, y: Tensor,
-             subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
+             subgraphs: Optional[Dict[int, Subgraphs]] = None, select: Optional[Dict[int, Tensor]] = None) -> Tensor:
         r"""Eq. 6 summed over (class, scale), each mixture estimated on the sub-graphs of its class's videos in
-        the batch (all of them, or ``subgraphs`` when given, e.g. a sample); updates the running estimates."""
+        the batch (all of them, or ``subgraphs`` when given, e.g. a sample; ``select[k]``, a boolean mask over the
+        rows of ``subgraphs[k]``, restricts the class mixtures to those rows); updates the running estimates. The
+        background mixture, if any, is fitted on all rows."""
         self._check(node_x, pair_x, node_ptr)
+        if select is not None and subgraphs is None:
+            raise ValueError("'select' needs the 'subgraphs' it indexes")
         total = node_x.new_zeros(())
         for k in self.scales:
             for sub in self._subgraphs(node_ptr, subgraphs, k):
                 x = materialise(node_x, pair_x, sub)
                 label = y[sub.batch]
+                mask = select[k] if select is not None else None
                 for c in torch.unique(label).tolist():
-                    rows = x[label == c]
+                    chosen = label == c if mask is None else (label == c) & mask
+                    rows = x[chosen]
                     if rows.size(0) > 1:
                         total = total + self.mixture(c, k).loss(rows)
                 if self.background and x.size(0) > 1:
@@ -207,10 +228,10 @@ class SubgraphMixtures(nn.Module):
         under each class's running mixture. With ``return_best=True`` also a :class:`BestSubgraphs`."""
         self._check(node_x, pair_x, node_ptr)
         num_graphs = node_ptr.numel() - 1
-        best = node_x.new_full((num_graphs, self.num_classes), -math.inf)
-        best_scale = torch.zeros(num_graphs, self.num_classes, dtype=torch.long)
-        best_nodes: List[List[Optional[Tensor]]] = [[None] * self.num_classes for _ in range(num_graphs)]
+        per_scale, where = [], []
         for k in self.scales:
+            best = node_x.new_full((num_graphs, self.num_classes), -math.inf)
+            best_nodes: List[List[Optional[Tensor]]] = [[None] * self.num_classes for _ in range(num_graphs)]
             tables = self._tables(node_x, pair_x, k)
             for sub in self._subgraphs(node_ptr, subgraphs, k):
                 if sub.nodes.size(0) == 0:
@@ -226,11 +247,17 @@ class SubgraphMixtures(nn.Module):
                     first = scatter(torch.where(hit, rows, log_prob.size(0)), batch, dim=0, dim_size=num_graphs,
                                     reduce="min")
                     for g, c in improved.nonzero().tolist():
-                        best_scale[g, c] = k
                         best_nodes[g][c] = sub.nodes[int(first[g, c])].clone()
+            per_scale.append(best)
+            where.append(best_nodes)
+        stacked = torch.stack(per_scale)                                   # [scales, B, C]
+        scores = stacked.amax(0) if self.scale_reduce == "max" else stacked.sum(0)
         if return_best:
-            return best, BestSubgraphs(best_scale, best_nodes, best.detach())
-        return best
+            top = stacked.detach().argmax(0)                               # the scale of the best sub-graph
+            scale = torch.tensor(self.scales)[top.cpu()]
+            nodes = [[where[int(top[g, c])][g][c] for c in range(self.num_classes)] for g in range(num_graphs)]
+            return scores, BestSubgraphs(scale, nodes, stacked.detach().amax(0))
+        return scores
 
     def predict(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                 subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
@@ -304,7 +331,8 @@ class MUSLE(nn.Module):
                  ce_weight: float = 1.0,
                  train_subgraphs: int = 64, prune_threshold: float = 0.02, bank: Optional[nn.Module] = None,
                  generative_features: bool = True, background: bool = False, posterior: bool = False,
-                 aux_weight: float = 0.0):
+                 aux_weight: float = 0.0, fit_top: Optional[int] = None, aux_hidden: int = 32,
+                 scale_reduce: str = "max"):
         super().__init__()
         self.num_classes = positive("num_classes", num_classes)
         self.scales = tuple(scales)
@@ -315,10 +343,14 @@ class MUSLE(nn.Module):
         self.bank = bank if bank is not None else SubgraphMixtures(
             num_classes, self.node_encoder.out_channels, self.pair_encoder.out_channels, self.scales,
             num_components, eps=eps, lambda_cov=lambda_cov, momentum=momentum, background=background,
-            posterior=posterior)
+            posterior=posterior, scale_reduce=scale_reduce)
         self.aux_weight = float(aux_weight)
-        self.aux_heads = nn.ModuleDict({str(k): nn.Linear(self.bank.dim(k), num_classes) for k in self.scales}) \
-            if aux_weight > 0 else None
+        self.aux_heads = nn.ModuleDict({
+            str(k): nn.Sequential(nn.Linear(self.bank.dim(k), aux_hidden), nn.ReLU(), nn.Linear(aux_hidden, num_classes))
+            for k in self.scales}) if aux_weight > 0 else None
+        if fit_top is not None and self.aux_heads is None:
+            raise ValueError("'fit_top' ranks sub-graphs with the auxiliary head: set 'aux_weight' > 0")
+        self.fit_top = fit_top
         if ce_weight < 0:
             raise ValueError(f"'ce_weight' must be >= 0, got {ce_weight}")
         self.ce_weight = float(ce_weight)
@@ -352,21 +384,66 @@ class MUSLE(nn.Module):
         subgraphs = self.sample_subgraphs(data, generator)
         node_x, pair_x, ptr = self.encode(data)
         y = data.y.view(-1)
-        if self.generative_features:
-            loss = self.bank.loss(node_x, pair_x, ptr, y, subgraphs=subgraphs)
-        else:
-            loss = self.bank.loss(node_x.detach(), pair_x.detach(), ptr, y, subgraphs=subgraphs)
-        scores = self.bank.class_scores(node_x, pair_x, ptr, subgraphs=subgraphs)
+        select, aux_loss = None, None
         if self.aux_heads is not None:
-            aux = torch.stack([scatter(self.aux_heads[str(k)](materialise(node_x, pair_x, sub)), sub.batch, dim=0,
-                                       dim_size=y.numel(), reduce="max") for k, sub in subgraphs.items()]).amax(0)
-            loss = loss + self.aux_weight * F.cross_entropy(aux, y)
+            per_scale = {k: self.aux_heads[str(k)](materialise(node_x, pair_x, sub)) for k, sub in subgraphs.items()}
+            aux = torch.stack([scatter(logits, subgraphs[k].batch, dim=0, dim_size=y.numel(), reduce="max")
+                               for k, logits in per_scale.items()]).amax(0)
+            aux_loss = F.cross_entropy(aux, y)
+            if self.fit_top is not None:
+                select = {k: _top_per_graph(logits.detach().gather(1, y[subgraphs[k].batch][:, None]).view(-1),
+                                            subgraphs[k].batch, y.numel(), self.fit_top)
+                          for k, logits in per_scale.items()}
+        if self.generative_features:
+            loss = self.bank.loss(node_x, pair_x, ptr, y, subgraphs=subgraphs, select=select)
+        else:
+            loss = self.bank.loss(node_x.detach(), pair_x.detach(), ptr, y, subgraphs=subgraphs, select=select)
+        scores = self.bank.class_scores(node_x, pair_x, ptr, subgraphs=subgraphs)
+        if aux_loss is not None:
+            loss = loss + self.aux_weight * aux_loss
         if self.ce_weight > 0:
             loss = loss + self.ce_weight * F.cross_entropy(scores, y)
         return loss, scores.detach()
 
     def predict(self, data) -> Tensor:
         return self(data).argmax(-1)
+
+    @torch.no_grad()
+    def refit_(self, dataset: Sequence, batch_size: int = 64, generator: Optional[torch.Generator] = None
+               ) -> "MUSLE":
+        r"""Replaces every mixture's running estimates by its estimate on the whole of ``dataset`` (graphs with
+        ``y``), with :meth:`GaussianMixture.fit_ <videograph.nn.GaussianMixture.fit_>`: each class mixture on the
+        sub-graphs of its videos that training would fit (a sample of ``train_subgraphs`` per video and scale,
+        the ``fit_top`` best of them by the auxiliary head when set), the background mixture on all sampled
+        ones. A batch holds few videos of each class, so a full pass gives far better estimates than the
+        running averages, especially when only the top sub-graphs are fitted."""
+        from torch_geometric.loader import DataLoader
+
+        was_training = self.training
+        self.eval()
+        rows: Dict[Tuple[int, int], List[Tensor]] = {}
+        for batch in DataLoader(list(dataset), batch_size=batch_size, shuffle=False):
+            subgraphs = self.sample_subgraphs(batch, generator)
+            node_x, pair_x, _ = self.encode(batch)
+            y = batch.y.view(-1)
+            for k, sub in subgraphs.items():
+                x = materialise(node_x, pair_x, sub)
+                label = y[sub.batch]
+                keep = torch.ones_like(label, dtype=torch.bool)
+                if self.fit_top is not None:
+                    logits = self.aux_heads[str(k)](x)
+                    keep = _top_per_graph(logits.gather(1, label[:, None]).view(-1), sub.batch, y.numel(),
+                                          self.fit_top)
+                for c in torch.unique(label).tolist():
+                    rows.setdefault((c, k), []).append(x[(label == c) & keep])
+                if getattr(self.bank, "background", False):
+                    rows.setdefault((self.num_classes, k), []).append(x)
+        for (c, k), chunks in rows.items():
+            data = torch.cat(chunks)
+            if data.size(0) > 1:
+                self.bank.mixture(c, k).fit_([data])
+        self.train(was_training)
+        return self
 
     def end_epoch(self) -> None:
         """Dynamic K."""

@@ -238,6 +238,10 @@ class PairEncoder(nn.Module):
         semantic (str, optional): ``"vector"`` or ``"scalar"``. (default: :obj:`"vector"`)
         normalize (bool, optional): standardise the visual features and the coordinate changes with a
             :class:`~torch.nn.BatchNorm1d` (no affine part) first. (default: :obj:`True`)
+        unit_semantic (bool, optional): scale :math:`\phi(f)` to unit length, so :math:`f^{sem}` is a cosine
+            similarity (vector entries in :math:`[-1, 1]`). A raw product of two learned projections is
+            heavy-tailed, and a Gaussian mixture maximised over hundreds of sub-graphs is then decided by the
+            tails. (default: :obj:`True`)
 
     Shapes:
         - **input:** ``x`` :math:`(N, C_{vis})`, ``coord`` :math:`(N, 4T)`, ``pairs`` :math:`(P, 2)` node ids
@@ -245,7 +249,8 @@ class PairEncoder(nn.Module):
     """
 
     def __init__(self, visual_channels: int, coord_channels: int, semantic_out: int = 4, coord_out: int = 8,
-                 use_semantic: bool = True, use_coord: bool = True, semantic: str = "vector", normalize: bool = True):
+                 use_semantic: bool = True, use_coord: bool = True, semantic: str = "vector", normalize: bool = True,
+                 unit_semantic: bool = True):
         super().__init__()
         if not (use_semantic or use_coord):
             raise ValueError("PairEncoder needs 'use_semantic' or 'use_coord'")
@@ -254,6 +259,7 @@ class PairEncoder(nn.Module):
         self.visual_channels = _positive("visual_channels", visual_channels)
         self.coord_channels = _positive("coord_channels", coord_channels)
         self.semantic = semantic
+        self.unit_semantic = bool(unit_semantic)
         self.phi = nn.Sequential(*_norm(visual_channels, normalize),
                                  nn.Linear(visual_channels, _positive("semantic_out", semantic_out))) \
             if use_semantic else None
@@ -270,6 +276,8 @@ class PairEncoder(nn.Module):
             if x is None:
                 raise ValueError("PairEncoder with 'use_semantic' needs visual features 'x'")
             h = self.phi(x)
+            if self.unit_semantic:
+                h = nn.functional.normalize(h, dim=-1)
             sem = h[first] * h[second]
             parts.append(sem if self.semantic == "vector" else sem.sum(-1, keepdim=True))
         if self.coord is not None:
