@@ -17,6 +17,12 @@ from ._utils import positive
 __all__ = ["MUSLE", "SubgraphMixtures", "BestSubgraphs", "materialise"]
 
 
+def _head(in_channels: int, hidden: int, out_channels: int) -> nn.Module:
+    if hidden == 0:
+        return nn.Linear(in_channels, out_channels)
+    return nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, out_channels))
+
+
 def _top_per_graph(score: Tensor, batch: Tensor, num_graphs: int, top: int) -> Tensor:
     """Boolean mask of the ``top`` highest-scoring rows of every graph (rows sorted by graph)."""
     order = torch.argsort(score, descending=True, stable=True)
@@ -345,9 +351,8 @@ class MUSLE(nn.Module):
             num_components, eps=eps, lambda_cov=lambda_cov, momentum=momentum, background=background,
             posterior=posterior, scale_reduce=scale_reduce)
         self.aux_weight = float(aux_weight)
-        self.aux_heads = nn.ModuleDict({
-            str(k): nn.Sequential(nn.Linear(self.bank.dim(k), aux_hidden), nn.ReLU(), nn.Linear(aux_hidden, num_classes))
-            for k in self.scales}) if aux_weight > 0 else None
+        self.aux_heads = nn.ModuleDict({str(k): _head(self.bank.dim(k), aux_hidden, num_classes)
+                                        for k in self.scales}) if aux_weight > 0 else None
         if fit_top is not None and self.aux_heads is None:
             raise ValueError("'fit_top' ranks sub-graphs with the auxiliary head: set 'aux_weight' > 0")
         self.fit_top = fit_top
@@ -407,6 +412,20 @@ class MUSLE(nn.Module):
 
     def predict(self, data) -> Tensor:
         return self(data).argmax(-1)
+
+    def aux_scores(self, data, subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
+        """``[B, C]`` scores of the auxiliary head: its logits maximised over all sub-graphs (or ``subgraphs``)
+        and scales. A discriminative read-out of the same sub-graph vectors, for comparison with the mixtures."""
+        if self.aux_heads is None:
+            raise ValueError("this MUSLE has no auxiliary head (aux_weight=0)")
+        node_x, pair_x, ptr = self.encode(data)
+        num_graphs = ptr.numel() - 1
+        scores = []
+        for k in self.scales:
+            sub = subgraphs[k] if subgraphs is not None else enumerate_subgraphs(data, k)
+            logits = self.aux_heads[str(k)](materialise(node_x, pair_x, sub))
+            scores.append(scatter(logits, sub.batch, dim=0, dim_size=num_graphs, reduce="max"))
+        return torch.stack(scores).amax(0)
 
     @torch.no_grad()
     def refit_(self, dataset: Sequence, batch_size: int = 64, generator: Optional[torch.Generator] = None
