@@ -5,6 +5,7 @@ whose objective is not a plain cross-entropy) or returns logits from ``forward(b
 cross-entropy against ``batch.y``. A model may define ``end_epoch()`` (MUSLE's dynamic K). Checkpoints hold only
 tensors and plain containers, so :func:`torch.load` reads them with ``weights_only=True``.
 """
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -147,7 +148,10 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3g}", acc=f"{correct / seen:.2f}")
         if hasattr(model, "end_epoch"):
-            model.end_epoch()
+            if "dataset" in inspect.signature(model.end_epoch).parameters:
+                model.end_epoch(dataset=train_set)
+            else:
+                model.end_epoch()
         history.loss.append(total / seen)
         history.train_accuracy.append(correct / seen)
         history.seconds.append(time.perf_counter() - tic)

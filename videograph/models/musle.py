@@ -338,7 +338,7 @@ class MUSLE(nn.Module):
                  train_subgraphs: int = 64, prune_threshold: float = 0.02, bank: Optional[nn.Module] = None,
                  generative_features: bool = True, background: bool = False, posterior: bool = False,
                  aux_weight: float = 0.0, fit_top: Optional[int] = None, aux_hidden: int = 32,
-                 scale_reduce: str = "max"):
+                 scale_reduce: str = "max", ce_start: Optional[int] = None):
         super().__init__()
         self.num_classes = positive("num_classes", num_classes)
         self.scales = tuple(scales)
@@ -359,6 +359,10 @@ class MUSLE(nn.Module):
         if ce_weight < 0:
             raise ValueError(f"'ce_weight' must be >= 0, got {ce_weight}")
         self.ce_weight = float(ce_weight)
+        if ce_start is not None and (isinstance(ce_start, bool) or not isinstance(ce_start, int) or ce_start < 0):
+            raise ValueError(f"'ce_start' must be None or an int >= 0, got {ce_start!r}")
+        self.ce_start = ce_start
+        self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.train_subgraphs = positive("train_subgraphs", train_subgraphs)
         self.prune_threshold = float(prune_threshold)
         self.generative_features = bool(generative_features)
@@ -406,7 +410,7 @@ class MUSLE(nn.Module):
         scores = self.bank.class_scores(node_x, pair_x, ptr, subgraphs=subgraphs)
         if aux_loss is not None:
             loss = loss + self.aux_weight * aux_loss
-        if self.ce_weight > 0:
+        if self.ce_active:
             loss = loss + self.ce_weight * F.cross_entropy(scores, y)
         return loss, scores.detach()
 
@@ -428,13 +432,12 @@ class MUSLE(nn.Module):
         return torch.stack(scores).amax(0)
 
     @torch.no_grad()
-    def refit_(self, dataset: Sequence, batch_size: int = 64, generator: Optional[torch.Generator] = None
-               ) -> "MUSLE":
+    def refit_(self, dataset: Sequence, batch_size: int = 64, generator: Optional[torch.Generator] = None,
+               max_per_graph: Optional[int] = None) -> "MUSLE":
         r"""Replaces every mixture's running estimates by its estimate on the whole of ``dataset`` (graphs with
         ``y``), with :meth:`GaussianMixture.fit_ <videograph.nn.GaussianMixture.fit_>`: each class mixture on the
-        sub-graphs of its videos that training would fit (a sample of ``train_subgraphs`` per video and scale,
-        the ``fit_top`` best of them by the auxiliary head when set), the background mixture on all sampled
-        ones. A batch holds few videos of each class, so a full pass gives far better estimates than the
+        sub-graphs of its videos (all of them, or a sample of ``max_per_graph`` per video and scale; only the
+        ``fit_top`` best by the auxiliary head when set), the background mixture on all of them. A batch holds few videos of each class, so a full pass gives far better estimates than the
         running averages, especially when only the top sub-graphs are fitted."""
         from torch_geometric.loader import DataLoader
 
@@ -442,7 +445,8 @@ class MUSLE(nn.Module):
         self.eval()
         rows: Dict[Tuple[int, int], List[Tensor]] = {}
         for batch in DataLoader(list(dataset), batch_size=batch_size, shuffle=False):
-            subgraphs = self.sample_subgraphs(batch, generator)
+            subgraphs = {k: enumerate_subgraphs(batch, k, max_per_graph=max_per_graph, generator=generator)
+                         for k in self.scales}
             node_x, pair_x, _ = self.encode(batch)
             y = batch.y.view(-1)
             for k, sub in subgraphs.items():
@@ -464,9 +468,23 @@ class MUSLE(nn.Module):
         self.train(was_training)
         return self
 
-    def end_epoch(self) -> None:
-        """Dynamic K."""
+    @property
+    def ce_active(self) -> bool:
+        """Whether :meth:`loss` includes the cross-entropy of the mixtures' class scores (from epoch ``ce_start``)."""
+        return self.ce_weight > 0 and (self.ce_start is None or int(self.epochs_done) >= self.ce_start)
+
+    def end_epoch(self, dataset: Optional[Sequence] = None) -> None:
+        """Call after every epoch: counts it and applies dynamic K; from epoch ``ce_start`` on (when given) and
+        with the training ``dataset``, re-estimates the mixtures on all of it (:meth:`refit_`) and freezes them
+        for the next epoch (the batch updates of the running estimates stop), so the cross-entropy trains the
+        encoders against fixed, well-estimated prototypes."""
+        self.epochs_done += 1
         self.bank.prune_(self.prune_threshold)
+        if self.ce_start is not None and int(self.epochs_done) >= self.ce_start and dataset is not None:
+            self.refit_(dataset)
+            for module in self.bank.modules():
+                if isinstance(module, GaussianMixture):
+                    module.momentum = 0.0
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(num_classes={self.num_classes}, scales={self.scales}, "
