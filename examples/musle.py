@@ -64,6 +64,7 @@ def main():
     parser.add_argument("--num-train", type=int, default=540)
     parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     train_videos, test_videos = SyntheticInteractions.splits(args.num_train, 180, seed=0,
                                                              classes=("move_closer", "move_apart", "jump"))

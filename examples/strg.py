@@ -19,18 +19,22 @@ def region_graphs(videos, encoder):
         regions = video.regions(num_false=1)                  # a false detection per frame, as a detector would
         data = vg.build_graph(regions)                        # front/back IoU graphs, row-normalised
         feature_map = encoder.feature_map(video.frames)
-        data.x = encoder.pool(feature_map, regions.boxes, regions.frame, video.frame_size)
+        visual = encoder.pool(feature_map, regions.boxes, regions.frame, video.frame_size)
+        # Appearance is random per synthetic video: the box coordinates (cx, cy, h, w) carry the motion.
+        data.x = torch.cat([visual, data.coord], dim=-1)
         data.global_x = feature_map.mean(dim=(0, 2, 3))[None]  # the backbone map's global average
         out.append(data)
     return out
 
 
 def main():
+    torch.set_num_threads(1)          # small graphs: one thread is fastest, and safe on a shared machine
     torch.manual_seed(0)
     train_videos, test_videos = SyntheticInteractions.splits(360, 90, seed=0, classes=("jump", "orbit", "swap"))
     encoder = RoIFeatures().eval()
     train, test = region_graphs(train_videos, encoder), region_graphs(test_videos, encoder)
-    model = STRG(encoder.out_channels, train_videos.num_classes, num_layers=3, global_channels=encoder.out_channels)
+    model = STRG(encoder.out_channels + 4, train_videos.num_classes, num_layers=3,
+                 global_channels=encoder.out_channels)
     print(model)
     fit(model, train, TrainConfig(epochs=8, batch_size=16, lr=3e-3))
     print(f"test accuracy: {evaluate(model, test):.3f} (chance {1 / train_videos.num_classes:.3f})")

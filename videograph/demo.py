@@ -277,13 +277,14 @@ def run_demo(out: str = "results", seeds: Sequence[int] = (0, 1, 2), num_train: 
     diagnostics: Dict[str, List[float]] = {}
     seconds: Dict[str, float] = {name: 0.0 for name in ROWS}
     for seed in seeds:
+        seed_start = time.perf_counter()
         torch.manual_seed(seed)
         encoder = RoIFeatures().eval()
         train_videos, test_videos = SyntheticInteractions.splits(num_train, num_test, seed=seed)
         train_tubes, train_regions = prepare_videos(train_videos, encoder, num_clips, progress=progress)
         test_tubes, test_regions = prepare_videos(test_videos, encoder, num_clips, progress=progress)
         if log:
-            print(f"seed {seed}: features of {num_train + num_test} videos in {time.perf_counter() - start:.1f} s",
+            print(f"seed {seed}: features of {num_train + num_test} videos in {time.perf_counter() - seed_start:.1f} s",
                   flush=True)
         labels = torch.tensor([int(g.y) for g in test_tubes])
         visual, coord = train_tubes[0].x.size(1), train_tubes[0].coord.size(1)
