@@ -3,6 +3,7 @@ from . import functional
 from .conv import PGCN, PGCNConv, SimilarityConv, STRGConv
 from .encoders import NodeEncoder, PairEncoder, RoIFeatures, SmallCNN
 from .gmm import GaussianMixture
+from .prototype import BestSubgraphs, PrototypeBank
 
-__all__ = ["functional", "GaussianMixture", "PGCNConv", "PGCN", "STRGConv", "SimilarityConv", "RoIFeatures",
-           "SmallCNN", "NodeEncoder", "PairEncoder"]
+__all__ = ["functional", "GaussianMixture", "PrototypeBank", "BestSubgraphs", "PGCNConv", "PGCN", "STRGConv",
+           "SimilarityConv", "RoIFeatures", "SmallCNN", "NodeEncoder", "PairEncoder"]

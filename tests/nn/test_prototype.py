@@ -1,0 +1,331 @@
+import io
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from torch_geometric.data import Batch, Data
+
+from videograph.nn import BestSubgraphs, PrototypeBank
+from videograph.nn.functional import gmm_estimate
+from videograph.subgraph import multiscale, pair_ptr
+
+DN, DE = 3, 2
+
+
+def inputs(sizes=(5, 6, 4), dtype=torch.float64, seed=0, requires_grad=False):
+    generator = torch.Generator().manual_seed(seed)
+    node_ptr = torch.tensor((0,) + tuple(sizes)).cumsum(0)
+    num_pairs = int(pair_ptr(node_ptr)[-1])
+    node_x = torch.randn(int(node_ptr[-1]), DN, generator=generator, dtype=dtype).requires_grad_(requires_grad)
+    pair_x = torch.randn(num_pairs, DE, generator=generator, dtype=dtype).requires_grad_(requires_grad)
+    return node_x, pair_x, node_ptr
+
+
+def make_bank(dtype=torch.float64, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    kwargs = {"scales": (2, 3), "num_components": 3, **kwargs}
+    return PrototypeBank(4, DN, DE, **kwargs).to(dtype)
+
+
+def explicit(node_x, pair_x, node_ptr, b, k):
+    """Every k-subset of video b by itertools, its x = [f(v_1..v_k), e(v_i, v_j) i < j] built pair by pair."""
+    n0, n = int(node_ptr[b]), int(node_ptr[b + 1] - node_ptr[b])
+    p0 = int(pair_ptr(node_ptr)[b])
+    pair_id = {pair: p0 + i for i, pair in enumerate(itertools.combinations(range(n), 2))}
+    subsets = list(itertools.combinations(range(n), k))
+    rows = [torch.cat([node_x[n0 + v] for v in s] + [pair_x[pair_id[(s[i], s[j])]]
+                                                      for i, j in itertools.combinations(range(k), 2)])
+            for s in subsets]
+    return torch.stack(rows), [tuple(n0 + v for v in s) for s in subsets]
+
+
+def set_running(bank, generator, prune=True):
+    """Distinct running mixtures per (class, scale); some components pruned so K differs across mixtures."""
+    for k in bank.scales:
+        stack = bank.stack(k)
+        stack.running_mu.copy_(torch.randn(stack.running_mu.shape, generator=generator, dtype=torch.float64))
+        stack.running_cov.copy_(0.5 + torch.rand(stack.running_cov.shape, generator=generator, dtype=torch.float64))
+        stack.running_phi.copy_(torch.softmax(torch.randn(stack.running_phi.shape, generator=generator,
+                                                          dtype=torch.float64), -1))
+        if prune:
+            stack.running_phi[0] = torch.tensor([0.6, 0.01, 0.39])
+            stack.running_phi[2] = torch.tensor([0.01, 0.015, 0.975])
+    if prune:
+        bank.prune_(0.02)
+
+
+def test_running_estimates_follow_eq4_weighted_moments():
+    node_x, pair_x, node_ptr = inputs()
+    y = torch.tensor([1, 3, 1])
+    bank = make_bank(momentum=1.0)
+    bank.loss(node_x, pair_x, node_ptr, y)
+    for c in (1, 3):
+        for k in bank.scales:
+            x = torch.cat([explicit(node_x, pair_x, node_ptr, b, k)[0] for b in range(3) if y[b] == c]).numpy()
+            gamma = bank.mixture(c, k).membership(torch.from_numpy(x)).detach().numpy()
+            mass = gamma.sum(0)
+            mean = gamma.T @ x / mass[:, None]
+            var = np.stack([(gamma[:, j, None] * (x - mean[j]) ** 2).sum(0) / mass[j] for j in range(len(mass))])
+            stack = bank.stack(k)
+            np.testing.assert_allclose(stack.running_phi[c].numpy(), mass / len(x), rtol=1e-10)
+            np.testing.assert_allclose(stack.running_mu[c].numpy(), mean, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(stack.running_cov[c].numpy(), var, rtol=1e-9, atol=1e-12)
+    # untouched classes keep their initial estimates
+    assert bool((bank.stack(2).running_mu[0] == 0).all()) and int(bank.stack(2).num_batches_tracked[0]) == 0
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_loss_is_eq6_of_each_class_mixture_on_its_videos(covariance):
+    """Oracle: an independent GaussianMixture per (class, scale) on sub-graphs built with itertools."""
+    node_x, pair_x, node_ptr = inputs()
+    y = torch.tensor([1, 3, 1])
+    bank = make_bank(covariance=covariance).eval()
+    expected = 0
+    for c in (1, 3):
+        for k in bank.scales:
+            x = torch.cat([explicit(node_x, pair_x, node_ptr, b, k)[0] for b in range(3) if y[b] == c])
+            expected = expected + bank.mixture(c, k).loss(x)
+    torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y), expected)
+    torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y, reduction="mean"), expected / 4)
+    assert int(bank.stack(2).num_batches_tracked.sum()) == 0  # eval mode: running estimates untouched
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_fused_loss_equals_materialised_in_value_and_gradient(pruned):
+    node_x, pair_x, node_ptr = inputs(requires_grad=True)
+    y = torch.tensor([2, 0, 2])
+    bank = make_bank(momentum=0.5)
+    set_running(bank, torch.Generator().manual_seed(1), prune=pruned)
+    other = make_bank(momentum=0.5)
+    other.load_state_dict(bank.state_dict())
+    params = [node_x, pair_x] + list(bank.parameters())
+    fused = bank.loss(node_x, pair_x, node_ptr, y, fused=True)
+    grads = torch.autograd.grad(fused, params)
+    materialised = other.loss(node_x, pair_x, node_ptr, y, fused=False)
+    expected = torch.autograd.grad(materialised, [node_x, pair_x] + list(other.parameters()))
+    torch.testing.assert_close(fused, materialised, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for name, buffer in bank.named_buffers():  # identical running updates
+        torch.testing.assert_close(buffer, other.get_buffer(name), rtol=1e-5, atol=1e-5)
+
+
+def brute_force_scores(bank, node_x, pair_x, node_ptr):
+    """Max over itertools sub-graphs of a scipy mixture log-density, per video and class."""
+    B, C = node_ptr.numel() - 1, bank.num_classes
+    best = np.full((B, C), -np.inf)
+    best_nodes = {}
+    for b in range(B):
+        for k in bank.scales:
+            x, subsets = explicit(node_x.detach(), pair_x.detach(), node_ptr, b, k)
+            for c in range(C):
+                gmm = bank.mixture(c, k)
+                density = np.stack([np.log(gmm.running_phi[j].item()) + multivariate_normal.logpdf(
+                    x.numpy(), gmm.running_mu[j].numpy(), np.diag(gmm.running_cov[j].numpy() + bank.eps))
+                    for j in range(gmm.num_components)], -1).reshape(len(x), -1)
+                score = logsumexp(density, -1)
+                if score.max() > best[b, c]:
+                    best[b, c] = score.max()
+                    best_nodes[b, c] = subsets[int(score.argmax())]
+    return best, best_nodes
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 1000])
+def test_class_scores_match_scipy_brute_force(chunk_size):
+    node_x, pair_x, node_ptr = inputs()
+    bank = make_bank(chunk_size=chunk_size).eval()
+    set_running(bank, torch.Generator().manual_seed(2))
+    scores, best = bank.class_scores(node_x, pair_x, node_ptr, return_best=True)
+    expected, expected_nodes = brute_force_scores(bank, node_x, pair_x, node_ptr)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-10)
+    for (b, c), nodes in expected_nodes.items():
+        assert int(best.scale[b, c]) == len(nodes)
+        assert tuple(best.nodes[b, c, :len(nodes)].tolist()) == nodes
+        assert bool((best.nodes[b, c, len(nodes):] == -1).all())
+    torch.testing.assert_close(bank.predict(node_x, pair_x, node_ptr), scores.argmax(-1))
+
+
+def test_fused_class_scores_equal_materialised_in_value_gradient_and_argmax():
+    node_x, pair_x, node_ptr = inputs(sizes=(6, 5, 7), requires_grad=True)
+    bank = make_bank(chunk_size=4).eval()
+    set_running(bank, torch.Generator().manual_seed(3))
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    batch = Batch.from_data_list([Data(num_nodes=n) for n in (6, 5, 7)])
+    results = {}
+    for fused, given in ((True, False), (True, True), (False, True)):
+        subgraphs = multiscale(batch, bank.scales) if given else None
+        scores, best = bank.class_scores(node_x, pair_x, node_ptr, subgraphs, return_best=True, fused=fused)
+        grads = torch.autograd.grad((scores * weights).sum(), [node_x, pair_x])
+        results[fused, given] = scores, best, grads
+        if given:  # the reported index is the row in the given enumeration
+            for b in range(3):
+                for c in range(4):
+                    k = int(best.scale[b, c])
+                    assert best.nodes[b, c, :k].tolist() == subgraphs[k].nodes[best.index[b, c]].tolist()
+    reference = results[False, True]
+    for key, (scores, best, grads) in results.items():
+        torch.testing.assert_close(scores, reference[0], rtol=1e-5, atol=1e-5)
+        for field in BestSubgraphs._fields:
+            assert torch.equal(getattr(best, field), getattr(reference[1], field)), (key, field)
+        for got, want in zip(grads, reference[2]):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gradcheck_fused_loss_and_scores():
+    node_x, pair_x, node_ptr = inputs(sizes=(5, 4), requires_grad=True)
+    y = torch.tensor([1, 0])
+    bank = make_bank(num_components=2, hidden_channels=3)
+    assert torch.autograd.gradcheck(lambda a, b: bank.loss(a, b, node_ptr, y, fused=True), (node_x, pair_x),
+                                    fast_mode=True)
+    bank.eval()
+    set_running(bank, torch.Generator().manual_seed(5), prune=False)
+    assert torch.autograd.gradcheck(lambda a, b: bank.class_scores(a, b, node_ptr, fused=True), (node_x, pair_x),
+                                    fast_mode=True)
+
+
+def degenerate_cases():
+    node_x, pair_x, node_ptr = inputs()
+    return {
+        "all x identical": (torch.ones_like(node_x), torch.full_like(pair_x, 2.0), node_ptr),
+        "one sub-graph per video": inputs(sizes=(3, 3)),
+        "D much larger than N": (torch.randn(3, 40, dtype=torch.float64), torch.randn(3, 30, dtype=torch.float64),
+                                 torch.tensor([0, 3])),
+        "component without members": (node_x, pair_x, node_ptr),
+        "K pruned to 1": (node_x, pair_x, node_ptr),
+    }
+
+
+@pytest.mark.parametrize("case", list(degenerate_cases()))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_degenerate_cases_stay_finite(case, dtype):
+    node_x, pair_x, node_ptr = degenerate_cases()[case]
+    node_x = node_x.to(dtype).requires_grad_()
+    pair_x = pair_x.to(dtype).requires_grad_()
+    torch.manual_seed(0)
+    bank = PrototypeBank(2, node_x.size(1), pair_x.size(1), scales=(3,), num_components=3).to(dtype)
+    stack = bank.stack(3)
+    if case == "component without members":
+        with torch.no_grad():
+            stack.bias2[:, 0] = -1e4
+    if case == "K pruned to 1":
+        stack.running_phi.copy_(torch.tensor([0.01, 0.99, 0.0]))
+        bank.prune_(0.02)
+        assert bank.num_components.tolist() == [[1], [1]]
+    y = torch.zeros(node_ptr.numel() - 1, dtype=torch.long)
+    loss = bank.loss(node_x, pair_x, node_ptr, y)
+    grads = torch.autograd.grad(loss, [node_x, pair_x] + list(bank.parameters()))
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(g).all() for g in grads)
+    bank.eval()
+    scores = bank.class_scores(node_x, pair_x, node_ptr)
+    grads = torch.autograd.grad(scores.sum(), [node_x, pair_x])
+    assert torch.isfinite(scores).all() and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_prune_masks_per_mixture_and_compact_keeps_scores():
+    node_x, pair_x, node_ptr = inputs()
+    bank = make_bank().eval()
+    set_running(bank, torch.Generator().manual_seed(6), prune=False)
+    bank.stack(2).running_phi[0] = torch.tensor([0.5, 0.01, 0.49])
+    bank.stack(2).running_phi[1] = torch.tensor([0.01, 0.015, 0.975])
+    bank.stack(3).running_phi[:, 2] = 0.0
+    bank.stack(3).running_phi[:, :2] = 0.5
+    optimiser = torch.optim.SGD(bank.parameters(), lr=0.1, momentum=0.9)
+    bank.prune_(0.02)
+    assert bank.num_components[:, 0].tolist() == [2, 1, 3, 3]
+    assert bank.num_components[:, 1].tolist() == [2, 2, 2, 2]
+    torch.testing.assert_close(bank.stack(2).running_phi[0], torch.tensor([0.5, 0.0, 0.49], dtype=torch.float64) / 0.99)
+    assert bool((bank.stack(2).running_phi[bank.stack(2).active] > 0.02).all())
+    # the bank's mixture equals a GaussianMixture pruned the same way
+    assert bank.mixture(0, 2).num_components == 2
+    scores = bank.class_scores(node_x, pair_x, node_ptr)
+    loss = bank.train().loss(node_x, pair_x, node_ptr, torch.tensor([0, 1, 0]))
+    loss.backward()
+    optimiser.step()  # shapes unchanged: the optimiser stays valid
+    bank.eval()
+    set_running(bank, torch.Generator().manual_seed(6), prune=False)
+    bank.stack(3).running_phi[:, 2] = 0.0
+    bank.stack(3).running_phi[:, :2] = 0.5
+    bank.stack(3).active[:, 2] = False
+    before = bank.class_scores(node_x, pair_x, node_ptr)
+    bank.compact_()
+    assert bank.stack(3).num_components == 2 and bank.stack(2).num_components == 3
+    torch.testing.assert_close(bank.class_scores(node_x, pair_x, node_ptr), before)
+    assert scores.shape == (3, 4)
+
+
+@pytest.mark.parametrize("covariance, fused", [("diag", True), ("diag", False), ("full", False)])
+def test_fit_equals_the_estimate_over_all_batches(covariance, fused):
+    node_x, pair_x, node_ptr = inputs(sizes=(5, 6, 4, 5))
+    y = torch.tensor([1, 3, 1, 1])
+    bank = make_bank(covariance=covariance).eval()
+    halves = [(node_x[:11], pair_x[:25], node_ptr[:3], y[:2]),
+              (node_x[11:] + 100.0, pair_x[25:] - 50.0, node_ptr[2:] - 11, y[2:])]  # shifted: tests the moments
+    bank.fit_(halves, fused=fused)
+    for c in (1, 3):
+        for k in bank.scales:
+            x = torch.cat([explicit(*h[:3], b, k)[0] for h in halves for b in range(2) if h[3][b] == c])
+            gmm = bank.mixture(c, k)
+            phi, mu, var = gmm_estimate(x, gmm.membership(x), covariance)
+            torch.testing.assert_close(gmm.running_phi, phi)
+            torch.testing.assert_close(gmm.running_mu, mu)
+            torch.testing.assert_close(gmm.running_cov, var, rtol=1e-7, atol=1e-9)
+    assert bool((bank.stack(3).running_mu[0] == 0).all())
+
+
+def test_subsampled_training_is_seeded_and_equals_passing_the_sample():
+    node_x, pair_x, node_ptr = inputs(sizes=(7, 6))
+    y = torch.tensor([0, 2])
+    bank = make_bank().eval()
+    loss = bank.loss(node_x, pair_x, node_ptr, y, max_subgraphs_per_video=5,
+                     generator=torch.Generator().manual_seed(7))
+    batch = Batch.from_data_list([Data(num_nodes=7), Data(num_nodes=6)])
+    sample = multiscale(batch, (2, 3), max_per_graph=5, generator=torch.Generator().manual_seed(7))
+    assert all(int(s.num_subgraphs.max()) == 5 for s in sample.values())
+    torch.testing.assert_close(loss, bank.loss(node_x, pair_x, node_ptr, y, sample))
+    assert not torch.allclose(loss, bank.loss(node_x, pair_x, node_ptr, y))
+
+
+def test_state_dict_round_trip_and_repr():
+    node_x, pair_x, node_ptr = inputs()
+    bank = make_bank().eval()
+    set_running(bank, torch.Generator().manual_seed(8))
+    buffer = io.BytesIO()
+    torch.save(bank.state_dict(), buffer)
+    buffer.seek(0)
+    restored = make_bank(seed=1).eval()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    torch.testing.assert_close(restored.class_scores(node_x, pair_x, node_ptr),
+                               bank.class_scores(node_x, pair_x, node_ptr))
+    assert repr(PrototypeBank(174, 256, 64)) == ("PrototypeBank(174, node_channels=256, pair_channels=64, "
+                                                 "scales=(3, 4, 5), num_components=6, covariance=diag)")
+
+
+def test_bad_input():
+    node_x, pair_x, node_ptr = inputs()
+    bank = make_bank()
+    y = torch.tensor([0, 1, 2])
+    cases = [
+        (lambda: bank.loss(node_x[:, :2], pair_x, node_ptr, y), "'node_x'"),
+        (lambda: bank.loss(node_x, pair_x[:-1], node_ptr, y), "'pair_x'"),
+        (lambda: bank.loss(node_x.float(), pair_x.float(), node_ptr, y), "dtype"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr.float(), y), "'node_ptr'"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, torch.tensor([0, 1, 4])), "'y'"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y[:2]), "'y'"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y, reduction="max"), "'reduction'"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y, {2: None}), "'subgraphs'"),
+        (lambda: bank.class_scores(node_x, pair_x, node_ptr, multiscale(
+            Batch.from_data_list([Data(num_nodes=5), Data(num_nodes=6), Data(num_nodes=5)]), (2, 3))),
+         "'subgraphs\\[2\\]'"),
+        (lambda: make_bank(covariance="full").class_scores(node_x, pair_x, node_ptr, fused=True), "'fused=True'"),
+        (lambda: PrototypeBank(3, 2, 2, scales=(3, 3)), "'scales'"),
+        (lambda: PrototypeBank(0, 2, 2), "'num_classes'"),
+        (lambda: bank.fit_([]), "'loader'"),
+        (lambda: bank.mixture(4, 2), "'c'"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
