@@ -181,3 +181,17 @@ def test_subgraph_mixtures_reject_bad_input():
     bank = SubgraphMixtures(2, 3, 3, scales=(2,))
     with pytest.raises(ValueError, match="pair_x"):
         bank.class_scores(torch.randn(4, 3), torch.randn(5, 3), torch.tensor([0, 4]))
+
+
+def test_musle_runs_on_the_fused_prototype_bank():
+    from videograph.nn import PrototypeBank
+    batch = _tubelet_batch()
+    model = _musle(batch, bank="prototype")
+    assert isinstance(model.bank, PrototypeBank)
+    loss, scores = model.loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert scores.shape == (2, 2) and any(p.grad is not None for p in model.node_encoder.parameters())
+    model.eval()
+    assert model.predict(batch).shape == (2,)
+    with pytest.raises(ValueError, match="bank='mixtures'"):
+        _musle(batch, bank="prototype", background=True)

@@ -1,6 +1,6 @@
 r"""MUSLE: videos as multi-scale discriminative sub-graphs (Li et al., CVPR 2021)."""
 import math
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -307,8 +307,18 @@ class MUSLE(nn.Module):
     features discriminative; set ``ce_weight=0`` for the purely generative objective. Call :meth:`end_epoch` after
     every epoch for dynamic K (components of weight :math:`\le` ``prune_threshold`` are removed).
 
-    The mixture bank is :class:`SubgraphMixtures` unless ``bank`` is given (any module with its ``loss`` /
-    ``class_scores`` / ``prune_`` interface, e.g. a fused ``PrototypeBank``).
+    **Bank.** ``bank="mixtures"`` (default) is :class:`SubgraphMixtures`; ``bank="prototype"`` is the fused
+    :class:`videograph.nn.PrototypeBank` (also scores the memberships by slot tables, and shares prefixes); any
+    module with the ``loss`` / ``class_scores`` / ``prune_`` interface works. The options marked *(mixtures)*
+    below need :class:`SubgraphMixtures`.
+
+    **Training recipe of the demo** (docs/models.md explains why the paper's objective alone did not learn on the
+    synthetic videos): ``aux_weight=1`` (an auxiliary max-over-sub-graphs classifier trains the encoders),
+    ``generative_features=False`` (eq. 6 trains the mixtures, not the features), ``fit_top=1`` (each class's
+    mixture is fitted on the best sub-graph of each of its videos, ranked by the auxiliary classifier),
+    ``background=True`` (score = log-likelihood ratio against a mixture of all sub-graphs), ``ce_start=10``
+    (from then on the mixtures are re-estimated on the whole training set after every epoch and the
+    cross-entropy of their class scores fine-tunes the encoders).
 
     Args:
         num_classes (int): number of classes.
@@ -319,11 +329,27 @@ class MUSLE(nn.Module):
         edge_semantic, edge_coord (bool, optional): pair encoder parts. (default: :obj:`True`, :obj:`True`)
         visual_out, coord_out, semantic_out (int, optional): encoder widths. (default: :obj:`8`, :obj:`8`, :obj:`4`)
         num_components (int, optional): initial :math:`K`. (default: :obj:`6`)
+        eps (float, optional): variance floor of the mixtures (features are standardised by the encoders).
+            (default: :obj:`1e-2`)
         lambda_cov, momentum: see :class:`~videograph.nn.GaussianMixture`. (default: :obj:`0.05`, :obj:`0.1`)
-        ce_weight (float, optional): weight of the cross-entropy term. (default: :obj:`1.0`)
+        ce_weight (float, optional): weight of the cross-entropy of the mixtures' class scores. (default: :obj:`1.0`)
         train_subgraphs (int, optional): sub-graphs sampled per video and scale in :meth:`loss`. (default: :obj:`64`)
         prune_threshold (float, optional): dynamic-K threshold. (default: :obj:`0.02`)
-        bank (torch.nn.Module, optional): the mixture bank. (default: :class:`SubgraphMixtures`)
+        bank (str or torch.nn.Module, optional): ``"mixtures"``, ``"prototype"`` or a module.
+            (default: :obj:`"mixtures"`)
+        generative_features (bool, optional): let eq. 6 back-propagate into the encoders. (default: :obj:`True`)
+        background (bool, optional): *(mixtures)* log-likelihood ratio against a background mixture.
+            (default: :obj:`False`)
+        posterior (bool, optional): *(mixtures)* normalise each sub-graph's scores over classes.
+            (default: :obj:`False`)
+        aux_weight (float, optional): weight of the auxiliary classifier's cross-entropy; 0: no classifier.
+            (default: :obj:`0.0`)
+        fit_top (int, optional): *(mixtures)* fit class mixtures on this many best sub-graphs per video.
+            (default: :obj:`None`: all)
+        aux_hidden (int, optional): auxiliary classifier width (0: linear). (default: :obj:`32`)
+        scale_reduce (str, optional): *(mixtures)* ``"max"`` (paper) or ``"sum"`` over scales. (default: ``"max"``)
+        ce_start (int, optional): *(mixtures)* first epoch with the cross-entropy term; from then on refit and
+            freeze the mixtures every epoch (:meth:`end_epoch` with the dataset). (default: :obj:`None`: always on)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` of tubelet graphs with ``x``, ``coord``, ``ptr``
@@ -335,7 +361,7 @@ class MUSLE(nn.Module):
                  edge_coord: bool = True, visual_out: int = 8, coord_out: int = 8, semantic_out: int = 4,
                  num_components: int = 6, eps: float = 1e-2, lambda_cov: float = 0.05, momentum: float = 0.1,
                  ce_weight: float = 1.0,
-                 train_subgraphs: int = 64, prune_threshold: float = 0.02, bank: Optional[nn.Module] = None,
+                 train_subgraphs: int = 64, prune_threshold: float = 0.02, bank: Union[str, nn.Module] = "mixtures",
                  generative_features: bool = True, background: bool = False, posterior: bool = False,
                  aux_weight: float = 0.0, fit_top: Optional[int] = None, aux_hidden: int = 32,
                  scale_reduce: str = "max", ce_start: Optional[int] = None):
@@ -346,13 +372,28 @@ class MUSLE(nn.Module):
                                         node_coord)
         self.pair_encoder = PairEncoder(visual_channels, coord_channels, semantic_out, coord_out, edge_semantic,
                                         edge_coord)
-        self.bank = bank if bank is not None else SubgraphMixtures(
-            num_classes, self.node_encoder.out_channels, self.pair_encoder.out_channels, self.scales,
-            num_components, eps=eps, lambda_cov=lambda_cov, momentum=momentum, background=background,
-            posterior=posterior, scale_reduce=scale_reduce)
+        node_channels, pair_channels = self.node_encoder.out_channels, self.pair_encoder.out_channels
+        if bank == "mixtures":
+            bank = SubgraphMixtures(num_classes, node_channels, pair_channels, self.scales, num_components, eps=eps,
+                                    lambda_cov=lambda_cov, momentum=momentum, background=background,
+                                    posterior=posterior, scale_reduce=scale_reduce)
+        elif bank == "prototype":
+            from ..nn.prototype import PrototypeBank
+            bank = PrototypeBank(num_classes, node_channels, pair_channels, self.scales, num_components, eps=eps,
+                                 lambda_cov=lambda_cov, momentum=momentum)
+        elif not isinstance(bank, nn.Module):
+            raise ValueError(f"'bank' must be 'mixtures', 'prototype' or a module, got {bank!r}")
+        if not isinstance(bank, SubgraphMixtures):
+            extras = [name for name, on in (("background", background), ("posterior", posterior),
+                                            ("fit_top", fit_top is not None), ("ce_start", ce_start is not None),
+                                            ("scale_reduce", scale_reduce != "max")) if on]
+            if extras:
+                raise ValueError(f"{extras} need bank='mixtures' (SubgraphMixtures), got {type(bank).__name__}")
+        self.bank = bank
         self.aux_weight = float(aux_weight)
-        self.aux_heads = nn.ModuleDict({str(k): _head(self.bank.dim(k), aux_hidden, num_classes)
-                                        for k in self.scales}) if aux_weight > 0 else None
+        self.aux_heads = nn.ModuleDict({
+            str(k): _head(k * node_channels + k * (k - 1) // 2 * pair_channels, aux_hidden, num_classes)
+            for k in self.scales}) if aux_weight > 0 else None
         if fit_top is not None and self.aux_heads is None:
             raise ValueError("'fit_top' ranks sub-graphs with the auxiliary head: set 'aux_weight' > 0")
         self.fit_top = fit_top
@@ -403,10 +444,11 @@ class MUSLE(nn.Module):
                 select = {k: _top_per_graph(logits.detach().gather(1, y[subgraphs[k].batch][:, None]).view(-1),
                                             subgraphs[k].batch, y.numel(), self.fit_top)
                           for k, logits in per_scale.items()}
+        extra = {} if select is None else {"select": select}
         if self.generative_features:
-            loss = self.bank.loss(node_x, pair_x, ptr, y, subgraphs=subgraphs, select=select)
+            loss = self.bank.loss(node_x, pair_x, ptr, y, subgraphs=subgraphs, **extra)
         else:
-            loss = self.bank.loss(node_x.detach(), pair_x.detach(), ptr, y, subgraphs=subgraphs, select=select)
+            loss = self.bank.loss(node_x.detach(), pair_x.detach(), ptr, y, subgraphs=subgraphs, **extra)
         scores = self.bank.class_scores(node_x, pair_x, ptr, subgraphs=subgraphs)
         if aux_loss is not None:
             loss = loss + self.aux_weight * aux_loss
@@ -441,6 +483,8 @@ class MUSLE(nn.Module):
         running averages, especially when only the top sub-graphs are fitted."""
         from torch_geometric.loader import DataLoader
 
+        if not isinstance(self.bank, SubgraphMixtures):
+            raise ValueError(f"refit_ needs bank='mixtures' (SubgraphMixtures), got {type(self.bank).__name__}")
         was_training = self.training
         self.eval()
         rows: Dict[Tuple[int, int], List[Tensor]] = {}
