@@ -475,16 +475,20 @@ class MUSLE(nn.Module):
 
     @torch.no_grad()
     def refit_(self, dataset: Sequence, batch_size: int = 64, generator: Optional[torch.Generator] = None,
-               max_per_graph: Optional[int] = None) -> "MUSLE":
+               max_per_graph: Optional[int] = None, background_fraction: float = 0.25) -> "MUSLE":
         r"""Replaces every mixture's running estimates by its estimate on the whole of ``dataset`` (graphs with
         ``y``), with :meth:`GaussianMixture.fit_ <videograph.nn.GaussianMixture.fit_>`: each class mixture on the
         sub-graphs of its videos (all of them, or a sample of ``max_per_graph`` per video and scale; only the
-        ``fit_top`` best by the auxiliary head when set), the background mixture on all of them. A batch holds few videos of each class, so a full pass gives far better estimates than the
+        ``fit_top`` best by the auxiliary head when set), the background mixture on a uniform
+        ``background_fraction`` of them (drawn with ``generator``; default: one seeded with 0). A batch holds few videos of each class, so a full pass gives far better estimates than the
         running averages, especially when only the top sub-graphs are fitted."""
         from torch_geometric.loader import DataLoader
 
         if not isinstance(self.bank, SubgraphMixtures):
             raise ValueError(f"refit_ needs bank='mixtures' (SubgraphMixtures), got {type(self.bank).__name__}")
+        if not 0.0 < background_fraction <= 1.0:
+            raise ValueError(f"'background_fraction' must lie in (0, 1], got {background_fraction!r}")
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
         was_training = self.training
         self.eval()
         rows: Dict[Tuple[int, int], List[Tensor]] = {}
@@ -504,7 +508,9 @@ class MUSLE(nn.Module):
                 for c in torch.unique(label).tolist():
                     rows.setdefault((c, k), []).append(x[(label == c) & keep])
                 if getattr(self.bank, "background", False):
-                    rows.setdefault((self.num_classes, k), []).append(x)
+                    # the background mixture models all sub-graphs: a uniform sample per video is plenty
+                    sample = torch.rand(x.size(0), generator=generator) < background_fraction
+                    rows.setdefault((self.num_classes, k), []).append(x[sample.to(x.device)])
         for (c, k), chunks in rows.items():
             data = torch.cat(chunks)
             if data.size(0) > 1:
