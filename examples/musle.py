@@ -87,7 +87,7 @@ def main():
         scores, best = musle(test[0], return_best=True)
     label = int(scores.argmax())
     print(f"video 0 ({test_videos[0].class_name}) -> {test_videos.classes[label]}: best sub-graph nodes "
-          f"{best.nodes[0][label].tolist()} (k = {int(best.scale[0, label])})")
+          f"{best.nodes[0, label][:int(best.scale[0, label])].tolist()} (k = {int(best.scale[0, label])})")
 
 
 if __name__ == "__main__":

@@ -231,17 +231,18 @@ def _draw_best_subgraphs(model, graphs: list, dataset: SyntheticInteractions, pa
         data = graphs[index]
         scores, best = model(Batch.from_data_list([data]), return_best=True)
         pred = int(scores.argmax())
-        nodes = best.nodes[0][pred]
+        nodes = best.nodes[0, pred]
+        nodes = nodes[nodes >= 0]
         video = dataset[index]
         per_clip = data.boxes.size(1)
         for clip in range(num_clips):
             ax = axes[row, clip]
-            in_clip = nodes[data.clip[nodes] == clip] if nodes is not None else torch.zeros(0, dtype=torch.long)
+            in_clip = nodes[data.clip[nodes] == clip]
             draw_box_graph(data, video.frames[clip * per_clip + per_clip // 2], nodes=in_clip, ax=ax)
             title = f"clip {clip}"
             if clip == 0:
                 title = (f"{video.class_name} -> {dataset.classes[pred]}\n"
-                         f"k={int(best.scale[0, pred])}, nodes {nodes.tolist() if nodes is not None else []}")
+                         f"k={int(best.scale[0, pred])}, nodes {nodes.tolist()}")
             ax.set_title(title, fontsize=8)
     fig.suptitle("highest-scoring sub-graph of the predicted class (MUSLE, multi-scale)", fontsize=10)
     fig.tight_layout()

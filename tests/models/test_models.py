@@ -124,10 +124,17 @@ def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(
                     expected[g, c] = torch.maximum(expected[g, c], lp[0])
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-3)
     assert torch.equal(model.predict(batch), expected.argmax(-1))
-    # the reported best sub-graph attains the score
+    # the reported best sub-graph is the one that attains the score
     for g, c in itertools.product(range(3), range(2)):
-        sub_nodes = best.nodes[g][c]
-        assert sub_nodes.numel() == int(best.scale[g, c])
+        k = int(best.scale[g, c])
+        nodes = best.nodes[g, c, :k].tolist()
+        assert (best.nodes[g, c, k:] == -1).all() and nodes == sorted(nodes)
+        assert tuple(enumerate_subgraphs(batch, k).nodes[int(best.index[g, c])].tolist()) == tuple(nodes)
+        vector = torch.cat([node_x[nodes].flatten()] + [pair_x[_pair_id(ptr, g, u, w)]
+                                                        for u, w in itertools.combinations(nodes, 2)])
+        m = model.bank.mixture(c, k)
+        lp = gmm_log_prob(vector[None], m.running_phi, m.running_mu, m.running_cov, model.bank.eps)
+        torch.testing.assert_close(lp[0], expected[g, c], rtol=1e-4, atol=1e-3)
 
 
 def _pair_id(ptr, g, u, w):

@@ -1,6 +1,6 @@
 r"""MUSLE: videos as multi-scale discriminative sub-graphs (Li et al., CVPR 2021)."""
 import math
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +10,12 @@ from torch_geometric.utils import scatter
 
 from ..nn.encoders import NodeEncoder, PairEncoder
 from ..nn.gmm import GaussianMixture
+from ..nn.prototype import BestSubgraphs
 from ..ops import gather_sum
 from ..subgraph import Subgraphs, enumerate_subgraphs, iter_subgraphs, pair_nodes
 from ._utils import positive
 
-__all__ = ["MUSLE", "SubgraphMixtures", "BestSubgraphs", "materialise"]
+__all__ = ["MUSLE", "SubgraphMixtures", "materialise"]
 
 
 def _head(in_channels: int, hidden: int, out_channels: int) -> nn.Module:
@@ -33,14 +34,6 @@ def _top_per_graph(score: Tensor, batch: Tensor, num_graphs: int, top: int) -> T
     mask = torch.zeros_like(score, dtype=torch.bool)
     mask[order[rank < top]] = True
     return mask
-
-
-class BestSubgraphs(NamedTuple):
-    """The highest-scoring sub-graph of every (video, class): ``scale`` ``[B, C]`` (its k), ``nodes`` (a list over
-    ``B`` of lists over ``C`` of global node-id tensors) and ``score`` ``[B, C]``."""
-    scale: Tensor
-    nodes: List[List[Tensor]]
-    score: Tensor
 
 
 def materialise(node_x: Tensor, pair_x: Tensor, sub: Subgraphs) -> Tensor:
@@ -231,16 +224,21 @@ class SubgraphMixtures(nn.Module):
     def class_scores(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                      subgraphs: Optional[Dict[int, Subgraphs]] = None, return_best: bool = False):
         r"""``[B, C]``: the highest log likelihood over all sub-graphs (or those of ``subgraphs``) of all scales
-        under each class's running mixture. With ``return_best=True`` also a :class:`BestSubgraphs`."""
+        under each class's running mixture. With ``return_best=True`` also a
+        :class:`videograph.nn.BestSubgraphs` (scale, row in the enumeration at that scale, padded node ids)."""
         self._check(node_x, pair_x, node_ptr)
         num_graphs = node_ptr.numel() - 1
-        per_scale, where = [], []
+        per_scale, rows_at, nodes_at = [], [], []
+        width = max(self.scales)
         for k in self.scales:
             best = node_x.new_full((num_graphs, self.num_classes), -math.inf)
-            best_nodes: List[List[Optional[Tensor]]] = [[None] * self.num_classes for _ in range(num_graphs)]
+            best_row = torch.full((num_graphs, self.num_classes), -1, dtype=torch.long)
+            best_nodes = torch.full((num_graphs, self.num_classes, width), -1, dtype=torch.long)
             tables = self._tables(node_x, pair_x, k)
+            offset = 0
             for sub in self._subgraphs(node_ptr, subgraphs, k):
-                if sub.nodes.size(0) == 0:
+                count = sub.nodes.size(0)
+                if count == 0:
                     continue
                 log_prob = self.subgraph_log_prob(node_x, pair_x, sub, tables)
                 batch = sub.batch.to(log_prob.device)
@@ -248,21 +246,25 @@ class SubgraphMixtures(nn.Module):
                 improved = chunk_best > best
                 best = torch.where(improved, chunk_best, best)
                 if return_best and bool(improved.any()):
-                    hit = log_prob == chunk_best[batch]
-                    rows = torch.arange(log_prob.size(0), device=log_prob.device)[:, None].expand_as(hit)
-                    first = scatter(torch.where(hit, rows, log_prob.size(0)), batch, dim=0, dim_size=num_graphs,
-                                    reduce="min")
-                    for g, c in improved.nonzero().tolist():
-                        best_nodes[g][c] = sub.nodes[int(first[g, c])].clone()
+                    hit = log_prob.detach() == chunk_best.detach()[batch]
+                    rows = torch.arange(count, device=log_prob.device)[:, None].expand_as(hit)
+                    first = scatter(torch.where(hit, rows, count), batch, dim=0, dim_size=num_graphs,
+                                    reduce="min").cpu()
+                    mask = improved.cpu()
+                    best_row[mask] = first[mask] + offset
+                    best_nodes[mask] = F.pad(sub.nodes.cpu()[first[mask]], (0, width - k), value=-1)
+                offset += count
             per_scale.append(best)
-            where.append(best_nodes)
+            rows_at.append(best_row)
+            nodes_at.append(best_nodes)
         stacked = torch.stack(per_scale)                                   # [scales, B, C]
         scores = stacked.amax(0) if self.scale_reduce == "max" else stacked.sum(0)
         if return_best:
-            top = stacked.detach().argmax(0)                               # the scale of the best sub-graph
-            scale = torch.tensor(self.scales)[top.cpu()]
-            nodes = [[where[int(top[g, c])][g][c] for c in range(self.num_classes)] for g in range(num_graphs)]
-            return scores, BestSubgraphs(scale, nodes, stacked.detach().amax(0))
+            top = stacked.detach().argmax(0).cpu()                         # the scale of the best sub-graph
+            pick = top[None, ..., None].expand(1, num_graphs, self.num_classes, width)
+            nodes = torch.stack(nodes_at).gather(0, pick)[0]
+            index = torch.stack(rows_at).gather(0, top[None])[0]
+            return scores, BestSubgraphs(torch.tensor(self.scales)[top], index, nodes)
         return scores
 
     def predict(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
