@@ -19,9 +19,10 @@ __all__ = ["graph_summary", "run_graphs", "prepare_videos", "ablation_rows", "ru
 
 #: How the demo trains MUSLE (see docs/models.md): encoders shaped by an auxiliary max-over-sub-graphs classifier,
 #: each class's mixtures fitted on the top sub-graph of each of its training videos (ranked by that classifier),
-#: scores = log-likelihood ratio against a background mixture of all sub-graphs, full-pass refit after training.
+#: scores = log-likelihood ratio against a background mixture of all sub-graphs (summed over scales), the last
+#: two epochs fine-tune the encoders with the cross-entropy of those scores (mixtures refitted every epoch).
 MUSLE_TRAINING = dict(aux_weight=1.0, fit_top=1, background=True, generative_features=False, ce_weight=1.0,
-                      ce_start=10, train_subgraphs=128)
+                      ce_start=10, train_subgraphs=128, scale_reduce="sum")
 
 #: Rows of the ablation table (MUSLE table 1) in print order.
 ROWS = ("Base", "GCN", "STRG", "Sub-graph k=3", "Sub-graph k=4", "Sub-graph k=5", "+Node coord", "+Edge coord",
@@ -250,96 +251,109 @@ def _draw_best_subgraphs(model, graphs: list, dataset: SyntheticInteractions, pa
     plt.close(fig)
 
 
+def _run_seed(seed: int, out: str, num_train: int, num_test: int, epochs: int, num_clips: int, progress: bool,
+              log: bool, threads: Optional[int], draw: bool) -> Dict:
+    """Every row of the ablation for one seed (run in a worker process when seeds run in parallel)."""
+    from .nn.encoders import RoIFeatures
+    from .train import TrainConfig, fit, predict
+
+    if threads:
+        torch.set_num_threads(threads)
+    seed_start = time.perf_counter()
+    torch.manual_seed(seed)
+    encoder = RoIFeatures().eval()
+    train_videos, test_videos = SyntheticInteractions.splits(num_train, num_test, seed=seed)
+    train_tubes, train_regions = prepare_videos(train_videos, encoder, num_clips, progress=progress)
+    test_tubes, test_regions = prepare_videos(test_videos, encoder, num_clips, progress=progress)
+    if log:
+        print(f"seed {seed}: features of {num_train + num_test} videos in {time.perf_counter() - seed_start:.1f} s",
+              flush=True)
+    labels = torch.tensor([int(g.y) for g in test_tubes])
+    visual, coord = train_tubes[0].x.size(1), train_tubes[0].coord.size(1)
+    rows = ablation_rows(train_videos.num_classes, visual, coord)
+    result: Dict[str, Dict] = {"accuracy": {}, "closer_apart": {}, "seconds": {}, "auxiliary": {}, "curves": {}}
+    for name in tqdm(ROWS, desc=f"seed {seed}", disable=not progress, leave=False):
+        kind, options = rows[name]
+        torch.manual_seed(seed)
+        model = _build(kind, options, train_videos.num_classes, visual)
+        train, test = (train_regions, test_regions) if kind == "strg" else (train_tubes, test_tubes)
+        config = TrainConfig(epochs=epochs if kind != "strg" else max(epochs // 2, 1), batch_size=32, lr=1e-2,
+                             lr_step=MUSLE_TRAINING["ce_start"] if kind == "musle" else None, seed=seed,
+                             progress=False)
+        tic = time.perf_counter()
+        history = fit(model, train, config)
+        if kind == "musle":
+            if MUSLE_TRAINING["ce_start"] > epochs:   # end_epoch has not re-estimated the mixtures yet
+                model.refit_(train)
+            result["auxiliary"][name] = _accuracies(_aux_predict(model, test), labels)[0]
+        all_acc, pair_acc = _accuracies(predict(model, test, batch_size=32), labels)
+        result["seconds"][name] = time.perf_counter() - tic
+        result["accuracy"][name], result["closer_apart"][name] = all_acc, pair_acc
+        result["curves"][name] = history.as_dict()
+        if log:
+            print(f"seed {seed} {name:<16} test {100 * all_acc:5.1f} %  closer/apart {100 * pair_acc:5.1f} %  "
+                  f"({result['seconds'][name]:.1f} s)", flush=True)
+        if draw and name == "Multi-scale":
+            _draw_best_subgraphs(model, test_tubes, test_videos, os.path.join(out, "best_subgraphs.png"))
+    return result
+
+
 def run_demo(out: str = "results", seeds: Sequence[int] = (0, 1, 2), num_train: int = 2160, num_test: int = 270,
              epochs: int = 12, num_clips: int = 2, progress: bool = True, log: bool = True,
-             threads: Optional[int] = 1) -> Dict[str, Dict]:
+             threads: Optional[int] = 1, jobs: Optional[int] = None) -> Dict[str, Dict]:
     r"""The recognition ablation (MUSLE table 1) on synthetic interaction videos, over ``seeds``.
 
     Per seed: ``num_train`` / ``num_test`` videos (the seed picks the videos, the frozen backbone's
     initialisation, the models' initialisation and the training order), visual features from a frozen, randomly
     initialised :class:`~videograph.nn.encoders.SmallCNN` through :class:`~videograph.nn.encoders.RoIFeatures`
     (computed once, so every model trains in seconds), then every row of :data:`ROWS` is trained with
-    :func:`videograph.train.fit` and tested. Writes ``<out>/ablation.json`` (row -> mean, std, per-seed test
-    accuracy), ``<out>/ablation_closer_apart.json`` (the same on the ``move_closer`` / ``move_apart`` test videos),
-    ``<out>/training_curves.png`` and ``<out>/best_subgraphs.png``.
+    :func:`videograph.train.fit` and tested. Seeds run in ``jobs`` processes (default: one per CPU core, at most
+    one per seed), each with ``threads`` torch threads. Writes ``<out>/ablation.json`` (row -> mean, std,
+    per-seed test accuracy), ``<out>/ablation_closer_apart.json`` (the same on the ``move_closer`` /
+    ``move_apart`` test videos), ``<out>/ablation_auxiliary_head.json``, ``<out>/training_curves.png`` (first seed)
+    and ``<out>/best_subgraphs.png`` (first seed).
     """
-    from torch_geometric.data import Batch  # noqa: F401  (fail early if PyG is broken)
-
-    from .nn.encoders import RoIFeatures
-    from .train import TrainConfig, fit, predict
-
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
-    if threads:
-        torch.set_num_threads(threads)
-    accuracy: Dict[str, List[float]] = {name: [] for name in ROWS}
-    closer_apart: Dict[str, List[float]] = {name: [] for name in ROWS}
-    curves: Dict[str, dict] = {}
-    diagnostics: Dict[str, List[float]] = {}
-    seconds: Dict[str, float] = {name: 0.0 for name in ROWS}
-    for seed in seeds:
-        seed_start = time.perf_counter()
-        torch.manual_seed(seed)
-        encoder = RoIFeatures().eval()
-        train_videos, test_videos = SyntheticInteractions.splits(num_train, num_test, seed=seed)
-        train_tubes, train_regions = prepare_videos(train_videos, encoder, num_clips, progress=progress)
-        test_tubes, test_regions = prepare_videos(test_videos, encoder, num_clips, progress=progress)
-        if log:
-            print(f"seed {seed}: features of {num_train + num_test} videos in {time.perf_counter() - seed_start:.1f} s",
-                  flush=True)
-        labels = torch.tensor([int(g.y) for g in test_tubes])
-        visual, coord = train_tubes[0].x.size(1), train_tubes[0].coord.size(1)
-        rows = ablation_rows(train_videos.num_classes, visual, coord)
-        for name in tqdm(ROWS, desc=f"seed {seed}", disable=not progress, leave=False):
-            kind, options = rows[name]
-            torch.manual_seed(seed)
-            model = _build(kind, options, train_videos.num_classes, visual)
-            train, test = (train_regions, test_regions) if kind == "strg" else (train_tubes, test_tubes)
-            config = TrainConfig(epochs=epochs if kind != "strg" else max(epochs // 2, 1), batch_size=32, lr=1e-2,
-                                 lr_step=MUSLE_TRAINING["ce_start"] if kind == "musle" else None, seed=seed,
-                                 progress=False)
-            tic = time.perf_counter()
-            history = fit(model, train, config)
-            if kind == "musle":
-                if MUSLE_TRAINING["ce_start"] > epochs:   # end_epoch has not re-estimated the mixtures yet
-                    model.refit_(train)
-                aux = _aux_predict(model, test)
-                diagnostics.setdefault(f"{name} (auxiliary head)", []).append(_accuracies(aux, labels)[0])
-            all_acc, pair_acc = _accuracies(predict(model, test, batch_size=32), labels)
-            seconds[name] += time.perf_counter() - tic
-            accuracy[name].append(all_acc)
-            closer_apart[name].append(pair_acc)
-            if log:
-                print(f"seed {seed} {name:<16} test {100 * all_acc:5.1f} %  closer/apart {100 * pair_acc:5.1f} %  "
-                      f"({time.perf_counter() - tic:.1f} s)", flush=True)
-            if seed == seeds[0]:
-                curves[name] = history.as_dict()
-                if name == "Multi-scale":
-                    _draw_best_subgraphs(model, test_tubes, test_videos, os.path.join(out, "best_subgraphs.png"))
-    table = {name: _summary(accuracy[name]) for name in ROWS}
-    pairs = {name: _summary(closer_apart[name]) for name in ROWS}
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("'seeds' is empty")
+    jobs = min(jobs or os.cpu_count() or 1, len(seeds))
+    arguments = [(seed, out, num_train, num_test, epochs, num_clips, progress and jobs == 1, log, threads,
+                  seed == seeds[0]) for seed in seeds]
+    if jobs == 1:
+        results = [_run_seed(*a) for a in arguments]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_run_seed, *zip(*arguments)))
+    table = {name: _summary([r["accuracy"][name] for r in results]) for name in ROWS}
+    pairs = {name: _summary([r["closer_apart"][name] for r in results]) for name in ROWS}
+    auxiliary = {f"{name} (auxiliary head)": _summary([r["auxiliary"][name] for r in results])
+                 for name in ROWS if name in results[0]["auxiliary"]}
+    seconds = {name: sum(r["seconds"][name] for r in results) for name in ROWS}
     with open(os.path.join(out, "ablation.json"), "w") as handle:
         json.dump(table, handle, indent=1)
     with open(os.path.join(out, "ablation_closer_apart.json"), "w") as handle:
         json.dump(pairs, handle, indent=1)
     with open(os.path.join(out, "ablation_auxiliary_head.json"), "w") as handle:
-        json.dump({name: _summary(values) for name, values in diagnostics.items()}, handle, indent=1)
-    _draw_curves(curves, os.path.join(out, "training_curves.png"))
+        json.dump(auxiliary, handle, indent=1)
+    _draw_curves(results[0]["curves"], os.path.join(out, "training_curves.png"))
     total = time.perf_counter() - start
 
     print(f"\nSynthetic interactions: {num_train} train / {num_test} test videos per seed, 9 classes (chance 11.1 %), "
-          f"seeds {list(seeds)}; test accuracy, mean ± std over seeds.\n")
+          f"seeds {seeds}; test accuracy, mean ± std over seeds.\n")
     print(f"{'method':<16} {'top-1 (%)':>14} {'closer/apart (%)':>18} {'train+test s':>13}")
     for name in ROWS:
         row, pair = table[name], pairs[name]
         print(f"{name:<16} {100 * row['mean']:>7.1f} ± {100 * row['std']:>4.1f} "
               f"{100 * pair['mean']:>10.1f} ± {100 * pair['std']:>4.1f} {seconds[name]:>13.1f}")
     print("\nFor comparison, the auxiliary max-over-sub-graphs classifier of each MUSLE row (same encoders):")
-    for name, values in diagnostics.items():
-        row = _summary(values)
+    for name, row in auxiliary.items():
         print(f"  {name:<36} {100 * row['mean']:>5.1f} ± {100 * row['std']:>4.1f}")
-    print(f"\nWrote {out}/ablation.json, ablation_closer_apart.json, training_curves.png, best_subgraphs.png "
-          f"in {total:.0f} s.")
+    print(f"\nWrote {out}/ablation.json, ablation_closer_apart.json, ablation_auxiliary_head.json, "
+          f"training_curves.png, best_subgraphs.png in {total:.0f} s ({jobs} processes).")
     return table
 
 
@@ -353,6 +367,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     demo.add_argument("--num-test", type=int, default=270, help="test videos per seed (default: 270)")
     demo.add_argument("--epochs", type=int, default=12, help="epochs per model (STRG: half) (default: 12)")
     demo.add_argument("--num-clips", type=int, default=2, help="clips (tubelets per object) per video (default: 2)")
+    demo.add_argument("--jobs", type=int, default=None, help="processes (default: one per core, <= seeds)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     graphs = commands.add_parser("graphs", help="synthetic videos -> graphs of every kind, a summary and a PNG")
     graphs.add_argument("--out", default="results", help="output folder (default: results)")
@@ -362,6 +377,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(args.out, args.seeds, args.num_train, args.num_test, args.epochs, args.num_clips,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, jobs=args.jobs)
     elif args.command == "graphs":
         run_graphs(args.out, args.num_videos, args.seed, progress=not args.no_progress)
