@@ -1,8 +1,8 @@
 r"""MUSLE end to end on synthetic interaction videos: frames -> small CNN + RoIAlign tubelet features -> node and
 pair encoders -> k-node sub-graphs -> per-class Gaussian mixtures -> prediction, with the CNN trained jointly.
 
-    python examples/musle.py                 # ~1-2 min on 2 CPU cores
-    python examples/musle.py --frozen        # precompute the features once with a frozen CNN (faster)
+    python examples/musle.py                 # frozen CNN, features computed once (~30 s on one core)
+    python examples/musle.py --end-to-end    # the CNN trains jointly (slower)
 """
 import argparse
 
@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 
 import videograph as vg
 from videograph.datasets import SyntheticInteractions
+from videograph.demo import MUSLE_TRAINING
 from videograph.models import MUSLE
 from videograph.nn.encoders import RoIFeatures, tubelet_frame_index
 from videograph.train import TrainConfig, evaluate, fit
@@ -24,6 +25,11 @@ class VideoGraph(Data):
         if key == "frame_index":
             return self.frames.size(0)
         return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key == "frame_index":          # [N, t]: stack nodes (PyG would concatenate '*index' keys on dim -1)
+            return 0
+        return super().__cat_dim__(key, value, *args, **kwargs)
 
 
 class EndToEnd(torch.nn.Module):
@@ -43,6 +49,16 @@ class EndToEnd(torch.nn.Module):
     def forward(self, batch):
         return self.model(self._with_features(batch))
 
+    @torch.no_grad()
+    def end_epoch(self, dataset):
+        """MUSLE's epoch end (dynamic K, re-estimating the mixtures) on features of the current CNN."""
+        featured = []
+        for data in dataset:
+            data = data.clone()
+            data.x = self.encoder(data.frames, data.boxes, data.frame_index)
+            featured.append(data)
+        self.model.end_epoch(dataset=featured)
+
 
 def graphs(videos, encoder=None, num_clips=2):
     out = []
@@ -60,23 +76,25 @@ def graphs(videos, encoder=None, num_clips=2):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frozen", action="store_true", help="frozen CNN, features computed once")
-    parser.add_argument("--num-train", type=int, default=540)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--end-to-end", action="store_true", help="train the CNN jointly with MUSLE")
+    parser.add_argument("--num-train", type=int, default=1080)
+    parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     train_videos, test_videos = SyntheticInteractions.splits(args.num_train, 180, seed=0,
                                                              classes=("move_closer", "move_apart", "jump"))
     encoder = RoIFeatures()                          # SmallCNN backbone; pass any torchvision trunk instead
-    musle = MUSLE(train_videos.num_classes, encoder.out_channels, coord_channels=4 * 8, scales=(3, 4),
-                  aux_weight=1.0, fit_top=1, background=True, generative_features=False, ce_weight=0.0)
-    if args.frozen:
+    # The demo's training recipe (docs/models.md): auxiliary classifier, top-1 prototypes, likelihood ratio
+    # against a background mixture, and the mixtures' cross-entropy for the last epochs.
+    recipe = dict(MUSLE_TRAINING, ce_start=max(args.epochs - 2, 0))
+    musle = MUSLE(train_videos.num_classes, encoder.out_channels, coord_channels=4 * 8, scales=(3, 4), **recipe)
+    if not args.end_to_end:
         encoder.eval()
         train, test, model = graphs(train_videos, encoder), graphs(test_videos, encoder), musle
     else:
         train, test, model = graphs(train_videos), graphs(test_videos), EndToEnd(encoder, musle)
-    fit(model, train, TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-2))
+    fit(model, train, TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-2, lr_step=recipe["ce_start"] or None))
     # Fit the mixtures on the whole training set with the trained (now fixed) CNN, then test.
     encoder.eval()
     train, test = graphs(train_videos, encoder), graphs(test_videos, encoder)

@@ -33,10 +33,12 @@ def main():
     train_videos, test_videos = SyntheticInteractions.splits(360, 90, seed=0, classes=("jump", "orbit", "swap"))
     encoder = RoIFeatures().eval()
     train, test = region_graphs(train_videos, encoder), region_graphs(test_videos, encoder)
-    model = STRG(encoder.out_channels + 4, train_videos.num_classes, num_layers=3,
+    model = STRG(encoder.out_channels + 4, train_videos.num_classes, num_layers=3, hidden_channels=64,
                  global_channels=encoder.out_channels)
     print(model)
-    fit(model, train, TrainConfig(epochs=8, batch_size=16, lr=3e-3))
+    fit(model, train, TrainConfig(epochs=8, batch_size=16, lr=1e-2))
+    # On these videos STRG stays near chance (docs/models.md): the class lives in one object's motion, which the
+    # mean over ~50 region nodes dilutes; the example shows the API, the demo's table the measured accuracy.
     print(f"test accuracy: {evaluate(model, test):.3f} (chance {1 / train_videos.num_classes:.3f})")
 
 

@@ -202,3 +202,13 @@ def test_musle_runs_on_the_fused_prototype_bank():
     assert model.predict(batch).shape == (2,)
     with pytest.raises(ValueError, match="bank='mixtures'"):
         _musle(batch, bank="prototype", background=True)
+
+
+def test_fresh_strg_with_input_embedding_equals_the_embedded_pooling():
+    batch = _region_batch()
+    torch.manual_seed(0)
+    model = STRG(6, 2, hidden_channels=5)
+    embedded = model.embed_input(batch.x)
+    counts = torch.bincount(batch.batch).float()[:, None]
+    mean = torch.zeros(2, 5).index_add_(0, batch.batch, embedded) / counts
+    torch.testing.assert_close(model.embed(batch), mean)

@@ -43,6 +43,8 @@ class STRG(nn.Module):
         branches (tuple, optional): subset of ``("similarity", "front_back")``. (default: both)
         zero_init (bool, optional): zero the last layer's output of each branch. (default: :obj:`True`)
         dropout (float, optional): dropout before the classifier. (default: :obj:`0.0`)
+        hidden_channels (int, optional): embed the input with Linear + ReLU to this width first (the layers,
+            residual and pooling then use it). (default: :obj:`None`: the layers keep ``in_channels``)
 
     Shapes:
         - **input:** a batch of region graphs with ``x`` :math:`(N, d)`, ``front_edge_index``,
@@ -53,9 +55,13 @@ class STRG(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, num_layers: int = 3, global_channels: int = 0,
                  sim_channels: Optional[int] = None, conv: Optional[ConvFactory] = None,
                  sim_conv: Optional[ConvFactory] = None, branches=("similarity", "front_back"),
-                 zero_init: bool = True, dropout: float = 0.0):
+                 zero_init: bool = True, dropout: float = 0.0, hidden_channels: Optional[int] = None):
         super().__init__()
         self.in_channels = positive("in_channels", in_channels)
+        # Optional input embedding: the graph layers then work at width hidden_channels (the paper's d is the
+        # backbone's 512; LayerNorm over a handful of raw channels, e.g. box coordinates, erases their scale).
+        self.embed_input = nn.Sequential(nn.Linear(in_channels, positive("hidden_channels", hidden_channels)),
+                                         nn.ReLU()) if hidden_channels is not None else None
         self.num_classes = positive("num_classes", num_classes)
         self.num_layers = positive("num_layers", num_layers)
         self.global_channels = int(global_channels)
@@ -65,7 +71,7 @@ class STRG(nn.Module):
         self.branches = tuple(branches)
         sim_conv = sim_conv or (lambda i, o: SimilarityConv(i, o, sim_channels))
         conv = conv or (lambda i, o: STRGConv(i, o, num_relations=2))
-        d = in_channels
+        d = in_channels if hidden_channels is None else hidden_channels
         self.sim_convs = nn.ModuleList(sim_conv(d, d) for _ in range(num_layers)) \
             if "similarity" in self.branches else nn.ModuleList()
         self.sim_norms = nn.ModuleList(nn.LayerNorm(d) for _ in self.sim_convs)
@@ -82,6 +88,8 @@ class STRG(nn.Module):
     def reset_parameters(self) -> None:
         for module in list(self.sim_convs) + list(self.fb_convs) + list(self.sim_norms) + list(self.fb_norms):
             module.reset_parameters()
+        if self.embed_input is not None:
+            self.embed_input[0].reset_parameters()
         # The last layer's output starts at zero through a per-channel gain after its LayerNorm and ReLU (as
         # non-local networks zero their last BatchNorm's scale). Zeroing the conv's weights instead would leave
         # ReLU(LayerNorm(0)) = 0 at ReLU's kink, where no gradient passes, and would set the similarity layer's
@@ -111,6 +119,8 @@ class STRG(nn.Module):
         if x is None or x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"'data.x' must be [N, {self.in_channels}], got "
                              f"{None if x is None else tuple(x.shape)}")
+        if self.embed_input is not None:
+            x = self.embed_input(x)
         out = x
         if len(self.sim_convs):
             dense = complete_edge_index(batch_vector(data))
