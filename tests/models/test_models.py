@@ -1,9 +1,8 @@
-import copy
 import itertools
 
 import pytest
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.nn import GATConv, GraphConv
 
 import videograph as vg
