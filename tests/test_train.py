@@ -76,3 +76,27 @@ def test_config_rejects_bad_values():
         TrainConfig(lr=0.0)
     with pytest.raises(ValueError, match="train_set"):
         fit(Base(4, 2), [])
+
+
+def test_layers_replaced_by_dynamic_k_keep_training():
+    class Pruned(MUSLE):
+        def end_epoch(self, dataset=None):
+            if int(self.epochs_done) == 0:       # force one component of class 0's mixture out after epoch 1
+                self.bank.mixture(0, 2).running_phi.copy_(torch.tensor([0.01, 0.5, 0.49]))
+            super().end_epoch(dataset)
+
+    graphs = _tiny_graphs()
+    torch.manual_seed(0)
+    model = Pruned(2, 4, graphs[0].coord.size(1), scales=(2,), num_components=3, train_subgraphs=4,
+                   prune_threshold=0.02)
+    snapshot = {}
+
+    def after(epoch, history):
+        if epoch == 0:
+            layer = model.bank.mixture(0, 2).membership_net[-1]
+            snapshot["layer"], snapshot["weight"] = layer, layer.weight.detach().clone()
+
+    fit(model, graphs, TrainConfig(epochs=2, batch_size=4, progress=False), on_epoch=after)
+    layer = model.bank.mixture(0, 2).membership_net[-1]
+    assert layer is snapshot["layer"] and layer.out_features == 2
+    assert not torch.equal(layer.weight, snapshot["weight"])     # the replacement layer was optimised

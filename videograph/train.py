@@ -78,6 +78,21 @@ def _step_loss(model: nn.Module, batch, generator: torch.Generator):
     return F.cross_entropy(scores, batch.y.view(-1)), scores.detach()
 
 
+def _sync_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, config: "TrainConfig"
+                    ) -> torch.optim.Optimizer:
+    """A new optimiser over the model's current parameters when they changed (e.g. dynamic K replaced a layer),
+    keeping the state of the parameters that remain."""
+    current = [p for p in model.parameters() if p.requires_grad]
+    known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if {id(p) for p in current} == known:
+        return optimizer
+    fresh = torch.optim.Adam(current, lr=optimizer.param_groups[0]["lr"], weight_decay=config.weight_decay)
+    for p in current:
+        if p in optimizer.state:
+            fresh.state[p] = optimizer.state[p]
+    return fresh
+
+
 def save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: History,
                     generator: torch.Generator) -> None:
     """Writes model, optimiser, epoch, history and the data generator's state (atomically: temp file + rename)."""
@@ -152,6 +167,7 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
                 model.end_epoch(dataset=train_set)
             else:
                 model.end_epoch()
+            optimizer = _sync_optimizer(optimizer, model, config)
         history.loss.append(total / seen)
         history.train_accuracy.append(correct / seen)
         history.seconds.append(time.perf_counter() - tic)
