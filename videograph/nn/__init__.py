@@ -1,7 +1,9 @@
 r"""Neural network layers for video graphs."""
 from . import functional
-from .conv import PGCN, PGCNConv
+from .conv import PGCN, PGCNConv, SimilarityConv, STRGConv
+from .encoders import NodeEncoder, PairEncoder, RoIFeatures, SmallCNN
 from .gmm import GaussianMixture
 from .prototype import BestSubgraphs, PrototypeBank
 
-__all__ = ["functional", "GaussianMixture", "PrototypeBank", "BestSubgraphs", "PGCNConv", "PGCN"]
+__all__ = ["functional", "GaussianMixture", "PrototypeBank", "BestSubgraphs", "PGCNConv", "PGCN", "STRGConv",
+           "SimilarityConv", "RoIFeatures", "SmallCNN", "NodeEncoder", "PairEncoder"]
