@@ -9,6 +9,18 @@ from .functional import gmm_estimate, gmm_log_prob
 __all__ = ["GaussianMixture"]
 
 
+@torch.no_grad()
+def reset_mixture_stats(phi: Tensor, mu: Tensor, cov: Tensor, covariance: str) -> None:
+    """Running estimates before any data: uniform weights, zero means, unit (co)variances, in place.
+    The last axes of ``phi [.., K]``, ``mu [.., K, D]``, ``cov [.., K, D(, D)]`` index components and dims."""
+    phi.fill_(1.0 / phi.size(-1))
+    mu.zero_()
+    if covariance == "diag":
+        cov.fill_(1.0)
+    else:
+        cov.copy_(torch.eye(mu.size(-1), dtype=cov.dtype, device=cov.device).expand_as(cov))
+
+
 def _batches(loader: Iterable) -> Iterable[Tensor]:
     for batch in loader:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -89,12 +101,7 @@ class GaussianMixture(nn.Module):
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
-        self.running_phi.fill_(1.0 / self.num_components)
-        self.running_mu.zero_()
-        if self.covariance == "diag":
-            self.running_cov.fill_(1.0)
-        else:
-            self.running_cov.copy_(torch.eye(self.in_channels).expand_as(self.running_cov))
+        reset_mixture_stats(self.running_phi, self.running_mu, self.running_cov, self.covariance)
         self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:

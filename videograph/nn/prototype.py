@@ -12,7 +12,7 @@ from videograph.ops import gather_sum, scatter
 from videograph.subgraph import Subgraphs, enumerate_subgraphs, multiscale, pair_ptr
 
 from .functional import gmm_component_log_prob, gmm_energy_loss, gmm_estimate
-from .gmm import GaussianMixture
+from .gmm import GaussianMixture, reset_mixture_stats
 from .subgraph_tables import (check_complete, graph_of_rows, materialise, per_graph_inner, per_graph_matmul,
                               prefix_rows, scatter_rows, slot_rows, stack_tables)
 
@@ -74,12 +74,7 @@ class _MixtureStack(nn.Module):
 
     def reset_running_stats(self) -> None:
         self.active.fill_(True)
-        self.running_phi.fill_(1.0 / self.num_components)
-        self.running_mu.zero_()
-        if self.covariance == "diag":
-            self.running_cov.fill_(1.0)
-        else:
-            self.running_cov.copy_(torch.eye(self.in_channels).expand_as(self.running_cov))
+        reset_mixture_stats(self.running_phi, self.running_mu, self.running_cov, self.covariance)
         self.num_batches_tracked.zero_()
 
     def reset_parameters(self) -> None:
