@@ -235,6 +235,24 @@ def test_to_and_repr():
     assert isinstance(moved, Subgraphs) and torch.equal(moved.nodes, out.nodes) and moved.k == 3
 
 
+
+def test_select_keeps_the_masked_rows_of_every_graph():
+    batch = Batch.from_data_list([Data(num_nodes=n) for n in (5, 3, 6)])
+    out = enumerate_subgraphs(batch, 3)
+    mask = torch.rand(len(out), generator=torch.Generator().manual_seed(0)) < 0.4
+    mask[out.batch == 1] = False
+    kept = out.select(mask)
+    expected = [row for row, keep in zip(out.nodes.tolist(), mask.tolist()) if keep]
+    assert kept.nodes.tolist() == expected
+    assert kept.num_subgraphs.tolist() == [sum(1 for r in expected if lo <= r[0] < hi)
+                                           for lo, hi in ((0, 5), (5, 8), (8, 14))]
+    assert torch.equal(kept.pair_index, out.pair_index[mask]) and torch.equal(kept.batch, out.batch[mask])
+    assert torch.equal(kept.prefixes().nodes[kept.prefixes().index], kept.nodes[:, :-1])
+    with pytest.raises(ValueError, match='mask'):
+        out.select(mask[:-1])
+    with pytest.raises(ValueError, match='mask'):
+        out.select(mask.long())
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(k=0), "'k'"),
     (dict(k=2.0), "'k'"),

@@ -167,6 +167,20 @@ class Subgraphs:
             moved[f.name] = value.to(device, non_blocking=non_blocking) if isinstance(value, Tensor) else value
         return Subgraphs(**moved)
 
+    def select(self, mask: Tensor) -> 'Subgraphs':
+        """The rows where the boolean ``mask [S]`` is true, in their order (still sorted, ``ptr`` recounted),
+        e.g. each video's best sub-graphs by some score."""
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (len(self),):
+            raise ValueError(f"'mask' must be a boolean tensor of shape [{len(self)}] (one entry per sub-graph), "
+                             f"got {getattr(mask, 'dtype', type(mask).__name__)} "
+                             f"{tuple(getattr(mask, 'shape', ()))}")
+        mask = mask.to(self.nodes.device)
+        counts = torch.bincount(self.batch[mask], minlength=self.num_graphs)
+        ptr = self.ptr.new_zeros(self.num_graphs + 1)
+        torch.cumsum(counts, 0, out=ptr[1:])
+        return Subgraphs(self.nodes[mask], self.pair_index[mask], self.batch[mask], ptr, self.node_ptr, self.k,
+                         self.mode, self.pair_ptr)
+
     @classmethod
     def cat(cls, chunks: Sequence['Subgraphs']) -> 'Subgraphs':
         """Concatenate consecutive chunks of one enumeration (e.g. from
