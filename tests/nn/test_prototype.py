@@ -77,19 +77,31 @@ def test_running_estimates_follow_eq4_weighted_moments():
     assert bool((bank.stack(2).running_mu[0] == 0).all()) and int(bank.stack(2).num_batches_tracked[0]) == 0
 
 
-@pytest.mark.parametrize("covariance", ["diag", "full"])
-def test_loss_is_eq6_of_each_class_mixture_on_its_videos(covariance):
-    """Oracle: an independent GaussianMixture per (class, scale) on sub-graphs built with itertools."""
+@pytest.mark.parametrize("covariance, fused", [("diag", True), ("diag", False), ("full", False)])
+@pytest.mark.parametrize("background, select", [(False, False), (True, False), (True, True)])
+def test_loss_is_eq6_of_each_class_mixture_on_its_videos(covariance, fused, background, select):
+    """Oracle: an independent GaussianMixture per (class, scale) on sub-graphs built with itertools: the class
+    mixtures on their videos' (selected) sub-graphs, the background mixture on all of them."""
     node_x, pair_x, node_ptr = inputs()
     y = torch.tensor([1, 3, 1])
-    bank = make_bank(covariance=covariance).eval()
-    expected = 0
-    for c in (1, 3):
-        for k in bank.scales:
-            x = torch.cat([explicit(node_x, pair_x, node_ptr, b, k)[0] for b in range(3) if y[b] == c])
-            expected = expected + bank.mixture(c, k).loss(x)
-    torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y), expected)
-    torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y, reduction="mean"), expected / 4)
+    bank = make_bank(covariance=covariance, background=background).eval()
+    batch = Batch.from_data_list([Data(num_nodes=n) for n in node_ptr.diff().tolist()])
+    subgraphs = multiscale(batch, bank.scales)
+    generator = torch.Generator().manual_seed(11)
+    masks = {k: torch.rand(len(s), generator=generator) < 0.5 for k, s in subgraphs.items()} if select else None
+    expected, count = 0, 0
+    for k in bank.scales:
+        rows = [explicit(node_x, pair_x, node_ptr, b, k)[0] for b in range(3)]
+        keep = masks[k].split(subgraphs[k].num_subgraphs.tolist()) if select else [None] * 3
+        for c in (1, 3):
+            x = torch.cat([r if m is None else r[m] for r, m, label in zip(rows, keep, y) if label == c])
+            expected, count = expected + bank.mixture(c, k).loss(x), count + 1
+        if background:
+            expected, count = expected + bank.mixture(4, k).loss(torch.cat(rows)), count + 1
+    loss = bank.loss(node_x, pair_x, node_ptr, y, subgraphs, fused=fused, select=masks)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(bank.loss(node_x, pair_x, node_ptr, y, subgraphs, reduction="mean", fused=fused,
+                                         select=masks), expected / count)
     assert int(bank.stack(2).num_batches_tracked.sum()) == 0  # eval mode: running estimates untouched
 
 
@@ -114,29 +126,35 @@ def test_fused_loss_equals_materialised_in_value_and_gradient(pruned):
 
 
 def brute_force_scores(bank, node_x, pair_x, node_ptr):
-    """Max over itertools sub-graphs of a scipy mixture log-density, per video and class."""
+    """Max over itertools sub-graphs of a scipy mixture log-density (minus the background's, if any), per video
+    and class; maxima over scales, or their sum with scale_reduce='sum'."""
     B, C = node_ptr.numel() - 1, bank.num_classes
-    best = np.full((B, C), -np.inf)
+
+    def log_density(gmm, x):
+        return logsumexp(np.stack([np.log(gmm.running_phi[j].item()) + multivariate_normal.logpdf(
+            x.numpy(), gmm.running_mu[j].numpy(), np.diag(gmm.running_cov[j].numpy() + bank.eps))
+            for j in range(gmm.num_components)], -1).reshape(len(x), -1), -1)
+
+    per_scale = np.full((len(bank.scales), B, C), -np.inf)
     best_nodes = {}
     for b in range(B):
-        for k in bank.scales:
+        for s, k in enumerate(bank.scales):
             x, subsets = explicit(node_x.detach(), pair_x.detach(), node_ptr, b, k)
+            reference = log_density(bank.mixture(C, k), x) if bank.background else 0.0
             for c in range(C):
-                gmm = bank.mixture(c, k)
-                density = np.stack([np.log(gmm.running_phi[j].item()) + multivariate_normal.logpdf(
-                    x.numpy(), gmm.running_mu[j].numpy(), np.diag(gmm.running_cov[j].numpy() + bank.eps))
-                    for j in range(gmm.num_components)], -1).reshape(len(x), -1)
-                score = logsumexp(density, -1)
-                if score.max() > best[b, c]:
-                    best[b, c] = score.max()
+                score = log_density(bank.mixture(c, k), x) - reference
+                per_scale[s, b, c] = score.max()
+                if score.max() > max(per_scale[:s, b, c], default=-np.inf):
                     best_nodes[b, c] = subsets[int(score.argmax())]
-    return best, best_nodes
+    return (per_scale.sum(0) if bank.scale_reduce == "sum" else per_scale.max(0)), best_nodes
 
 
-@pytest.mark.parametrize("chunk_size", [1, 3, 1000])
-def test_class_scores_match_scipy_brute_force(chunk_size):
+@pytest.mark.parametrize("chunk_size, background, scale_reduce", [(1, False, "max"), (3, False, "max"),
+                                                                  (1000, False, "max"), (1, True, "max"),
+                                                                  (1000, True, "sum")])
+def test_class_scores_match_scipy_brute_force(chunk_size, background, scale_reduce):
     node_x, pair_x, node_ptr = inputs()
-    bank = make_bank(chunk_size=chunk_size).eval()
+    bank = make_bank(chunk_size=chunk_size, background=background, scale_reduce=scale_reduce).eval()
     set_running(bank, torch.Generator().manual_seed(2))
     scores, best = bank.class_scores(node_x, pair_x, node_ptr, return_best=True)
     expected, expected_nodes = brute_force_scores(bank, node_x, pair_x, node_ptr)
@@ -148,9 +166,10 @@ def test_class_scores_match_scipy_brute_force(chunk_size):
     torch.testing.assert_close(bank.predict(node_x, pair_x, node_ptr), scores.argmax(-1))
 
 
-def test_fused_class_scores_equal_materialised_in_value_gradient_and_argmax():
+@pytest.mark.parametrize("background", [False, True])
+def test_fused_class_scores_equal_materialised_in_value_gradient_and_argmax(background):
     node_x, pair_x, node_ptr = inputs(sizes=(6, 5, 7), requires_grad=True)
-    bank = make_bank(chunk_size=4).eval()
+    bank = make_bank(chunk_size=4, background=background).eval()
     set_running(bank, torch.Generator().manual_seed(3))
     weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     batch = Batch.from_data_list([Data(num_nodes=n) for n in (6, 5, 7)])
@@ -258,16 +277,35 @@ def test_prune_masks_per_mixture_and_compact_keeps_scores():
 
 
 @pytest.mark.parametrize("covariance, fused", [("diag", True), ("diag", False), ("full", False)])
-def test_fit_equals_the_estimate_over_all_batches(covariance, fused):
+@pytest.mark.parametrize("background, select", [(False, False), (True, True)])
+def test_fit_equals_the_estimate_over_all_batches(covariance, fused, background, select):
     node_x, pair_x, node_ptr = inputs(sizes=(5, 6, 4, 5))
     y = torch.tensor([1, 3, 1, 1])
-    bank = make_bank(covariance=covariance).eval()
+    bank = make_bank(covariance=covariance, background=background).eval()
     halves = [(node_x[:11], pair_x[:25], node_ptr[:3], y[:2]),
               (node_x[11:] + 100.0, pair_x[25:] - 50.0, node_ptr[2:] - 11, y[2:])]  # shifted: tests the moments
-    bank.fit_(halves, fused=fused)
-    for c in (1, 3):
+    keep = {}  # (half, video, k) -> rows of the video kept for its class mixture
+    if select:
+        generator = torch.Generator().manual_seed(12)
+        items = []
+        for h, half in enumerate(halves):
+            subgraphs = multiscale(Batch.from_data_list([Data(num_nodes=n) for n in half[2].diff().tolist()]),
+                                   bank.scales)
+            masks = {k: torch.rand(len(s), generator=generator) < 0.6 for k, s in subgraphs.items()}
+            for k, mask in masks.items():
+                for b, part in enumerate(mask.split(subgraphs[k].num_subgraphs.tolist())):
+                    keep[h, b, k] = part
+            items.append(half + (subgraphs, masks))
+        bank.fit_(items, fused=fused)
+    else:
+        bank.fit_(halves, fused=fused)
+    mixtures = [(c, lambda h, b, c=c: halves[h][3][b] == c) for c in (1, 3)]
+    if background:
+        mixtures.append((4, lambda h, b: True))
+    for c, member in mixtures:
         for k in bank.scales:
-            x = torch.cat([explicit(*h[:3], b, k)[0] for h in halves for b in range(2) if h[3][b] == c])
+            x = torch.cat([explicit(*halves[h][:3], b, k)[0][keep.get((h, b, k), slice(None)) if c < 4 else slice(None)]
+                           for h in range(2) for b in range(2) if member(h, b)])
             gmm = bank.mixture(c, k)
             phi, mu, var = gmm_estimate(x, gmm.membership(x), covariance)
             torch.testing.assert_close(gmm.running_phi, phi)

@@ -153,6 +153,11 @@ class PrototypeBank(nn.Module):
         momentum (float, optional): weight of a batch in the running estimates. (default: :obj:`0.1`)
         dropout (float, optional): dropout in the membership MLPs. (default: :obj:`0.0`)
         chunk_size (int, optional): sub-graphs scored at once by :meth:`class_scores`. (default: :obj:`16384`)
+        background (bool, optional): adds one background mixture per scale, fitted on the sub-graphs of all
+            videos, and scores a sub-graph by the log-likelihood ratio :math:`\log p_c(x) - \log p_{bg}(x)`:
+            what a class shares with every other (clutter, distractors) then cancels. (default: :obj:`False`)
+        scale_reduce (str, optional): ``"max"`` (the paper) or ``"sum"`` of the per-scale maxima.
+            (default: :obj:`"max"`)
 
     Shapes:
         - **input:** node features :math:`(N, D_n)`, pair features :math:`(P, D_e)` (one row per complete-mode
@@ -163,7 +168,7 @@ class PrototypeBank(nn.Module):
     def __init__(self, num_classes: int, node_channels: int, pair_channels: int, scales: Sequence[int] = (3, 4, 5),
                  num_components: int = 6, hidden_channels: Optional[int] = None, covariance: str = "diag",
                  eps: float = 1e-6, lambda_cov: float = 0.05, momentum: float = 0.1, dropout: float = 0.0,
-                 chunk_size: int = 16384):
+                 chunk_size: int = 16384, background: bool = False, scale_reduce: str = "max"):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("node_channels", node_channels),
                             ("pair_channels", pair_channels), ("num_components", num_components),
@@ -178,7 +183,11 @@ class PrototypeBank(nn.Module):
             raise ValueError(f"'covariance' must be 'diag' or 'full', got {covariance!r}")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"'momentum' must lie in [0, 1], got {momentum}")
+        if scale_reduce not in ("max", "sum"):
+            raise ValueError(f"'scale_reduce' must be 'max' or 'sum', got {scale_reduce!r}")
         self.num_classes = num_classes
+        self.background, self.scale_reduce = bool(background), scale_reduce
+        self.num_mixtures = num_classes + int(self.background)
         self.node_channels, self.pair_channels = node_channels, pair_channels
         self.scales = scales
         self.hidden_channels = hidden_channels or 4 * num_components
@@ -186,7 +195,7 @@ class PrototypeBank(nn.Module):
         self.chunk_size = chunk_size
         self.dropout = nn.Dropout(dropout)
         self.mixtures = nn.ModuleDict({
-            str(k): _MixtureStack(num_classes, k, node_channels, pair_channels, num_components,
+            str(k): _MixtureStack(self.num_mixtures, k, node_channels, pair_channels, num_components,
                                   self.hidden_channels, covariance) for k in scales})
         self.reset_parameters()
 
@@ -204,7 +213,8 @@ class PrototypeBank(nn.Module):
 
     @property
     def num_components(self) -> Tensor:
-        """LongTensor ``[C, len(scales)]``: the active components of every mixture."""
+        """LongTensor ``[M, len(scales)]``: the active components of every mixture (``M = C``, plus one row for
+        the background mixture)."""
         return torch.stack([self.stack(k).active.sum(1) for k in self.scales], 1)
 
     # ------------------------------------------------------------------ input handling
@@ -249,6 +259,12 @@ class PrototypeBank(nn.Module):
         for k, sub in subgraphs.items():
             check_complete(sub, k, node_ptr)
         return subgraphs
+
+    @staticmethod
+    def _mask(select: Dict[int, Tensor], k: int) -> Tensor:
+        if not isinstance(select, dict) or k not in select:
+            raise ValueError(f"'select' must be a dict {{k: BoolTensor}} with a mask for scale k={k}")
+        return select[k]
 
     def _use_fused(self, fused: Optional[bool]) -> bool:
         if fused is None:
@@ -343,35 +359,44 @@ class PrototypeBank(nn.Module):
     def loss(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor, y: Tensor,
              subgraphs: Optional[Dict[int, Subgraphs]] = None, *, max_subgraphs_per_video: Optional[int] = None,
              generator: Optional[torch.Generator] = None, reduction: str = "sum",
-             fused: Optional[bool] = None) -> Tensor:
+             fused: Optional[bool] = None, select: Optional[Dict[int, Tensor]] = None) -> Tensor:
         r"""MUSLE's eq. 6 for every (class present in ``y``, scale) mixture, fitted on the sub-graphs of that
         class's videos in the batch (the batch's own mixtures), reduced over those mixtures by ``reduction``
         (``"sum"``, default, or ``"mean"``). In training mode the running estimates of the present classes move
-        towards the batch's with ``momentum``.
+        towards the batch's with ``momentum``. With ``background=True`` the background mixture of each scale is
+        fitted in the same way on the sub-graphs of all videos.
 
         Args:
             node_x: ``[N, D_n]``. pair_x: ``[P, D_e]``. node_ptr: ``[B + 1]``. y: ``[B]`` video labels.
             subgraphs: ``{k: Subgraphs}`` complete-mode sub-graphs of every scale (possibly sub-sampled);
                 default: all of them, or ``max_subgraphs_per_video`` drawn uniformly with ``generator``.
             fused: ``None`` picks the fused path for diagonal covariances.
+            select: ``{k: BoolTensor [S_k]}`` restricts the class mixtures to these rows of ``subgraphs[k]``
+                (e.g. each video's best sub-graphs; the background mixture still sees all rows).
         """
         node_ptr = self._check_inputs(node_x, pair_x, node_ptr, y)
         if reduction not in ("sum", "mean"):
             raise ValueError(f"'reduction' must be 'sum' or 'mean', got {reduction!r}")
         use_fused = self._use_fused(fused)
+        if select is not None and subgraphs is None:
+            raise ValueError("'select' masks the rows of 'subgraphs': pass both")
         subgraphs = self._subgraphs(node_ptr, subgraphs, max_subgraphs_per_video, generator, node_x.device)
-        classes, video_class = torch.unique(y, return_inverse=True)
         losses = []
         for k in self.scales:
             stack, sub = self.stack(k), subgraphs[k]
-            if len(sub) == 0:
-                continue
-            present = torch.unique(video_class[sub.batch])  # classes with sub-graphs at this scale
-            if use_fused:
-                losses.append(self._fused_loss(stack, node_x, pair_x, node_ptr, y, sub, classes, video_class,
-                                               present))
-            else:
-                losses.append(self._materialised_loss(stack, node_x, pair_x, y, sub, classes[present]))
+            fits = [(y, sub if select is None else sub.select(self._mask(select, k)))]
+            if self.background:
+                fits.append((torch.full_like(y, self.num_classes), sub))
+            for labels, rows in fits:
+                if len(rows) == 0:
+                    continue
+                classes, video_class = torch.unique(labels, return_inverse=True)
+                present = torch.unique(video_class[rows.batch])  # classes with sub-graphs at this scale
+                if use_fused:
+                    losses.append(self._fused_loss(stack, node_x, pair_x, node_ptr, labels, rows, classes,
+                                                   video_class, present))
+                else:
+                    losses.append(self._materialised_loss(stack, node_x, pair_x, labels, rows, classes[present]))
         if not losses:
             raise ValueError("no video has a sub-graph at any scale: the mixtures need at least one sample")
         losses = torch.cat(losses)
@@ -442,7 +467,8 @@ class PrototypeBank(nn.Module):
                      fused: Optional[bool] = None, progress: bool = False
                      ) -> Union[Tensor, Tuple[Tensor, BestSubgraphs]]:
         r"""MUSLE inference: per video and class, the highest :math:`\log p(x)` over all sub-graphs of all
-        scales under the running estimates, ``[B, C]``.
+        scales under the running estimates, ``[B, C]`` (with ``background=True`` the highest
+        :math:`\log p_c(x) - \log p_{\text{bg}}(x)`; with ``scale_reduce="sum"`` the per-scale maxima are summed).
 
         Differentiable w.r.t. ``node_x`` and ``pair_x`` (the gradient of a max flows to its argmax sub-graph).
         The fused path searches without autograd, chunk by chunk, and then re-scores only the ``B * C * len(scales)``
@@ -476,7 +502,10 @@ class PrototypeBank(nn.Module):
             padded = F.pad(best_nodes, (0, max(self.scales) - k), value=-1)
             nodes.append(padded.masked_fill(best_row[..., None] < 0, -1))
         bar.close()
-        best_score, which = torch.stack(scores).max(0)
+        stacked = torch.stack(scores)
+        best_score, which = stacked.max(0)
+        if self.scale_reduce == "sum":
+            best_score = stacked.sum(0)
         if not return_best:
             return best_score
         pick = which[None]
@@ -514,9 +543,9 @@ class PrototypeBank(nn.Module):
         return shift_node, shift_pair, shift_full, quadratic, linear, const
 
     def _slot_weights(self, stack: _MixtureStack, quadratic: Tensor, linear: Tensor) -> Tuple[Tensor, Tensor]:
-        """``[2 D_n, k G]`` and ``[2 D_e, J G]``: ``[x^2, x] @ w`` gives a slot's contribution for all ``G = C K``
-        Gaussians, column ``slot * G + j * C + c`` (component-major: the max over a class's components is then
-        an elementwise max of ``K`` contiguous blocks)."""
+        """``[2 D_n, k G]`` and ``[2 D_e, J G]``: ``[x^2, x] @ w`` gives a slot's contribution for all ``G = M K``
+        Gaussians of the ``M`` mixtures, column ``slot * G + j * M + m`` (component-major: the max over a
+        mixture's components is then an elementwise max of ``K`` contiguous blocks)."""
         k, J, Dn, De = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels
         C, K = quadratic.shape[:2]
         split = k * Dn
@@ -526,43 +555,42 @@ class PrototypeBank(nn.Module):
                 w_pair.permute(3, 2, 1, 0).reshape(2 * De, J * C * K))
 
     @staticmethod
-    def _video_subgraphs(sub: Optional[Subgraphs], k: int, b: int, node_range: Tuple[int, int],
-                         pair_start: int, device) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Video ``b``'s sub-graphs with local node and pair ids, each row's prefix (``0, 1, ...``) and each
-        prefix's first row."""
-        n0, n1 = node_range
-        if sub is None:
-            if n1 - n0 < k:
-                raise ValueError(f"'k'={k} exceeds the number of nodes ({n1 - n0}) of graph {b}")
-            local = enumerate_subgraphs(Data(num_nodes=n1 - n0), k)
-            prefixes = local.prefixes()
-            return (local.nodes.to(device), local.pair_index.to(device), prefixes.index.to(device),
-                    prefixes.first.to(device))
-        r0, r1 = int(sub.ptr[b]), int(sub.ptr[b + 1])
-        prefixes = sub.prefixes()
-        prefix_index = prefixes.index[r0:r1]
-        if r1 == r0:
-            return sub.nodes[:0], sub.pair_index[:0], prefix_index, prefix_index
-        first = prefixes.first[int(prefix_index[0]):int(prefix_index[-1]) + 1] - r0
-        return sub.nodes[r0:r1] - n0, sub.pair_index[r0:r1] - pair_start, prefix_index - prefix_index[0], first
+    def _video_subgraphs(k: int, b: int, num_nodes: int, device) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """All k-node sub-graphs of video ``b`` with local node and pair ids, each row's prefix (``0, 1, ...``)
+        and each prefix's first row."""
+        if num_nodes < k:
+            raise ValueError(f"'k'={k} exceeds the number of nodes ({num_nodes}) of graph {b}")
+        local = enumerate_subgraphs(Data(num_nodes=num_nodes), k)
+        prefixes = local.prefixes()
+        return (local.nodes.to(device), local.pair_index.to(device), prefixes.index.to(device),
+                prefixes.first.to(device))
 
     @torch.no_grad()
     def _fused_search(self, stack: _MixtureStack, parameters: Tuple[Tensor, ...], node_x: Tensor, pair_x: Tensor,
                       node_ptr: Tensor, sub: Optional[Subgraphs], bar) -> Tensor:
         """``[B, C]`` row (in the batch's enumeration at this scale) of every video's best sub-graph per class."""
         k, J, C = stack.k, stack.num_pair_slots, self.num_classes
-        G = C * stack.num_components
+        G = self.num_mixtures * stack.num_components
         shift_node, shift_pair, _, quadratic, linear, const = parameters
         w_node, w_pair = self._slot_weights(stack, quadratic, linear)
+        if sub is not None:
+            # Given sub-graphs (typically a training sample, whose rows rarely share prefixes): the whole batch
+            # in chunks of rows. Enumerated ones: video by video, each prefix's partial sum shared.
+            xn, xp = node_x - shift_node, pair_x - shift_pair
+            node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(-1, k, G)
+            node_table[:, 0] += const.t().reshape(G)
+            table = stack_tables(node_table, (torch.cat([xp * xp, xp], -1) @ w_pair).view(-1, J, G))
+            best_row = self._best_rows_batched(stack, table, slot_rows(sub.nodes, sub.pair_index, node_x.size(0)),
+                                               sub.batch, node_ptr.numel() - 1)
+            bar.update(node_ptr.numel() - 1)
+            return best_row
         node_ptr_list, pptr = node_ptr.tolist(), pair_ptr(node_ptr).tolist()
         B = len(node_ptr_list) - 1
         best_row = torch.full((B, C), -1, dtype=torch.long, device=node_x.device)
         offset = 0  # first row of video b in the batch's enumeration
         for b in range(B):
             n0, n1, p0, p1 = node_ptr_list[b], node_ptr_list[b + 1], pptr[b], pptr[b + 1]
-            nodes, pairs, prefix_index, prefix_first = self._video_subgraphs(sub, k, b, (n0, n1), p0, node_x.device)
-            if sub is not None:
-                offset = int(sub.ptr[b])
+            nodes, pairs, prefix_index, prefix_first = self._video_subgraphs(k, b, n1 - n0, node_x.device)
             if nodes.size(0) > 0:
                 xn, xp = node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair
                 node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(n1 - n0, k, G)
@@ -575,11 +603,32 @@ class PrototypeBank(nn.Module):
             bar.update(1)
         return best_row
 
+    def _best_rows_batched(self, stack: _MixtureStack, table: Tensor, rows: Tensor, batch: Tensor,
+                           num_graphs: int) -> Tensor:
+        """``[B, C]`` row of every video's best sub-graph per class, all videos at once, by chunks of rows."""
+        C, M, K = self.num_classes, self.num_mixtures, stack.num_components
+        best = table.new_full((num_graphs, C), -math.inf)
+        best_row = torch.full((num_graphs, C), -1, dtype=torch.long, device=rows.device)
+        for s in range(0, rows.size(0), self.chunk_size):
+            e = min(s + self.chunk_size, rows.size(0))
+            per_row = torch.logsumexp(gather_sum(table, rows[s:e]).view(e - s, K, M), 1)  # [rows, M]
+            if self.background:
+                per_row = per_row[:, :C] - per_row[:, C:]
+            graph = batch[s:e, None].expand(-1, C)
+            chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, graph, per_row, "amax")
+            index = torch.arange(s, e, device=rows.device)[:, None].expand(-1, C)
+            winner = torch.where(per_row == chunk_best[batch[s:e]], index, e)
+            chunk_row = torch.full_like(best_row, e).scatter_reduce(0, graph, winner, "amin")
+            better = chunk_best > best
+            best = torch.where(better, chunk_best, best)
+            best_row = torch.where(better, chunk_row, best_row)
+        return best_row
+
     def _best_rows(self, stack: _MixtureStack, node_table: Tensor, pair_table: Tensor, rows: Tensor,
                    prefix_index: Tensor, prefix_first: Tensor) -> Tensor:
         """``[C]`` local row of one video's best sub-graph per class, by chunks of ``chunk_size`` rows."""
-        C, K = self.num_classes, stack.num_components
-        G, num_rows = C * K, rows.size(0)
+        C, M, K = self.num_classes, self.num_mixtures, stack.num_components
+        G, num_rows = M * K, rows.size(0)
         prefix_cols, tail_cols = prefix_rows(stack.k, rows.device)
         table_rows = node_table.size(0) * node_table.size(1) + pair_table.size(0) * pair_table.size(1)
         starts = list(range(0, num_rows, self.chunk_size))
@@ -597,15 +646,20 @@ class PrototypeBank(nn.Module):
             heads = prefix_first[first_prefix:first_prefix + span]
             work[table_rows:table_rows + span] = gather_sum(work[:table_rows], rows[heads][:, prefix_cols])
             tail = torch.cat([rows[s:e][:, tail_cols], (table_rows + prefix_index[s:e] - first_prefix)[:, None]], 1)
-            values = gather_sum(work[:table_rows + span], tail).view(e - s, K, C)
+            values = gather_sum(work[:table_rows + span], tail).view(e - s, K, M)
             # logsumexp_j lies in [max_j, max_j + log K]: only (row, class) whose upper bound reaches the best
             # lower bound so far can hold the class's maximum; exact log-sum-exps are taken for those alone.
-            peak = values[:, 0].clone()  # [rows, C]
+            peak = values[:, 0, :C].clone()  # [rows, C]
             for j in range(1, K):
-                torch.maximum(peak, values[:, j], out=peak)
+                torch.maximum(peak, values[:, j, :C], out=peak)
+            if self.background:  # the ratio's denominator, exact for every row: the bounds shift with it
+                reference = torch.logsumexp(values[:, :, C], -1)
+                peak -= reference[:, None]
             lower = torch.maximum(best, peak.amax(0))
             row, cls = (peak + (slack + rounding * (1 + lower.abs())) >= lower).nonzero().unbind(1)
             exact = torch.logsumexp(values[row, :, cls], -1)
+            if self.background:
+                exact = exact - reference[row]
             chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, cls, exact, "amax")
             winner = exact == chunk_best[cls]
             chunk_row = torch.full_like(best_row, e).scatter_reduce(0, cls[winner], row[winner], "amin")
@@ -616,8 +670,9 @@ class PrototypeBank(nn.Module):
 
     def _score_rows(self, stack: _MixtureStack, parameters: Tuple[Tensor, ...], node_x: Tensor, pair_x: Tensor,
                     node_ptr: Tensor, sub: Optional[Subgraphs], best_row: Tensor) -> Tuple[Tensor, Tensor]:
-        """Differentiable log p of the chosen sub-graph of every (video, class), and its global nodes."""
-        k, C, K = stack.k, self.num_classes, stack.num_components
+        """Differentiable log p (or log-likelihood ratio) of the chosen sub-graph of every (video, class), and its
+        global nodes."""
+        k, C = stack.k, self.num_classes
         if sub is not None:
             nodes = sub.nodes[best_row.clamp_min(0)]  # [B, C, k]
             pairs = sub.pair_index[best_row.clamp_min(0)]
@@ -625,8 +680,14 @@ class PrototypeBank(nn.Module):
             nodes, pairs = self._unrank(node_ptr, k, best_row)
         _, _, shift_full, quadratic, linear, const = parameters
         x = materialise(node_x, pair_x, nodes, pairs) - shift_full  # [B, C, D]
-        joint = torch.einsum("bcd,ckd->bck", x * x, quadratic) + torch.einsum("bcd,ckd->bck", x, linear) + const
-        return torch.logsumexp(joint, -1), nodes
+        joint = (torch.einsum("bcd,ckd->bck", x * x, quadratic[:C]) + torch.einsum("bcd,ckd->bck", x, linear[:C])
+                 + const[:C])
+        score = torch.logsumexp(joint, -1)
+        if self.background:
+            reference = (torch.einsum("bcd,kd->bck", x * x, quadratic[C]) + torch.einsum("bcd,kd->bck", x, linear[C])
+                         + const[C])
+            score = score - torch.logsumexp(reference, -1)
+        return score, nodes
 
     @staticmethod
     def _unrank(node_ptr: Tensor, k: int, best_row: Tensor) -> Tuple[Tensor, Tensor]:
@@ -649,15 +710,17 @@ class PrototypeBank(nn.Module):
 
     def _materialised_scores(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor,
                              sub: Subgraphs) -> Tuple[Tensor, Tensor]:
-        C, K, D = self.num_classes, stack.num_components, stack.in_channels
+        C, M, K, D = self.num_classes, self.num_mixtures, stack.num_components, stack.in_channels
         B = sub.num_graphs
         x = materialise(node_x, pair_x, sub.nodes, sub.pair_index)  # [S, D]
-        mu = stack.running_mu.to(x.dtype).reshape(C * K, D)
-        cov = stack.running_cov.to(x.dtype).reshape((C * K,) + stack.running_cov.shape[2:])
-        log_phi = stack.log_phi(stack.running_phi.to(x.dtype), stack.active).reshape(C * K)
-        step = max(1, (1 << 24) // (C * K * D))  # large blocks: freed to the OS at once, no heap growth
-        per_row = torch.cat([(gmm_component_log_prob(part, mu, cov, self.eps) + log_phi).view(-1, C, K).logsumexp(-1)
-                             for part in x.split(step)]) if len(x) else x.new_zeros(0, C)
+        mu = stack.running_mu.to(x.dtype).reshape(M * K, D)
+        cov = stack.running_cov.to(x.dtype).reshape((M * K,) + stack.running_cov.shape[2:])
+        log_phi = stack.log_phi(stack.running_phi.to(x.dtype), stack.active).reshape(M * K)
+        step = max(1, (1 << 24) // (M * K * D))  # large blocks: freed to the OS at once, no heap growth
+        per_row = torch.cat([(gmm_component_log_prob(part, mu, cov, self.eps) + log_phi).view(-1, M, K).logsumexp(-1)
+                             for part in x.split(step)]) if len(x) else x.new_zeros(0, M)
+        if self.background:
+            per_row = per_row[:, :C] - per_row[:, C:]
         index = sub.batch[:, None].expand(-1, C)
         best = per_row.new_full((B, C), -math.inf).scatter_reduce(0, index, per_row, "amax")
         rows = torch.arange(len(x), device=x.device)[:, None].expand(-1, C)
@@ -670,49 +733,59 @@ class PrototypeBank(nn.Module):
     @torch.no_grad()
     def fit_(self, loader: Iterable, fused: Optional[bool] = None, progress: bool = False) -> "PrototypeBank":
         r"""Sets the running estimates of every class seen in ``loader`` to eq. 4 over all its sub-graphs
-        (one pass; moments are accumulated around each class's first batch mean, which avoids the cancellation of
-        :math:`E[x^2] - \mu^2`). ``loader`` yields tuples ``(node_x, pair_x, node_ptr, y)`` or
-        ``(node_x, pair_x, node_ptr, y, subgraphs)``; classes it never shows keep their estimates. ``progress``
-        shows a tqdm bar over batches."""
+        (one pass; moments are accumulated around each mixture's first batch mean, which avoids the cancellation
+        of :math:`E[x^2] - \mu^2`), and those of the background mixtures (``background=True``) over the
+        sub-graphs of all videos. ``loader`` yields tuples ``(node_x, pair_x, node_ptr, y[, subgraphs[,
+        select]])`` (see :meth:`loss` for ``subgraphs`` and ``select``); classes it never shows keep their
+        estimates. ``progress`` shows a tqdm bar over batches."""
         use_fused = self._use_fused(fused)
         sums: Dict[int, List] = {}
         seen = None
         for item in tqdm(loader, disable=not progress, unit="batch", desc="fit"):
-            if not isinstance(item, (tuple, list)) or len(item) not in (4, 5):
-                raise ValueError("'loader' must yield tuples (node_x, pair_x, node_ptr, y[, subgraphs])")
+            if not isinstance(item, (tuple, list)) or len(item) not in (4, 5, 6):
+                raise ValueError("'loader' must yield tuples (node_x, pair_x, node_ptr, y[, subgraphs[, select]])")
             node_x, pair_x, node_ptr, y = item[:4]
             node_ptr = self._check_inputs(node_x, pair_x, node_ptr, y)
-            subgraphs = self._subgraphs(node_ptr, item[4] if len(item) == 5 else None, device=node_x.device)
+            select = item[5] if len(item) == 6 else None
+            if select is not None and (len(item) < 5 or item[4] is None):
+                raise ValueError("'select' masks the rows of 'subgraphs': the loader must yield both")
+            subgraphs = self._subgraphs(node_ptr, item[4] if len(item) >= 5 else None, device=node_x.device)
             if seen is None:
-                seen = torch.zeros(self.num_classes, dtype=torch.bool, device=node_x.device)
-                shift_node = node_x.new_zeros(self.num_classes, self.node_channels)
-                shift_pair = node_x.new_zeros(self.num_classes, self.pair_channels)
-            classes, video_class = torch.unique(y, return_inverse=True)
+                seen = torch.zeros(self.num_mixtures, dtype=torch.bool, device=node_x.device)
+                shift_node = node_x.new_zeros(self.num_mixtures, self.node_channels)
+                shift_pair = node_x.new_zeros(self.num_mixtures, self.pair_channels)
             graphs = (graph_of_rows(node_ptr).to(node_x.device), graph_of_rows(pair_ptr(node_ptr)).to(node_x.device))
-            new = ~seen[classes]
-            shift_node[classes[new]] = scatter(node_x, video_class[graphs[0]], dim=0, dim_size=classes.numel(),
-                                               reduce="mean")[new]
-            shift_pair[classes[new]] = scatter(pair_x, video_class[graphs[1]], dim=0, dim_size=classes.numel(),
-                                               reduce="mean")[new]
-            seen[classes] = True
-            for k in self.scales:
-                stack, sub = self.stack(k), subgraphs[k]
-                shift = torch.cat([shift_node[classes].repeat(1, k), shift_pair[classes].repeat(1, k * (k - 1) // 2)],
-                                  -1)
-                if use_fused:
-                    rows = slot_rows(sub.nodes, sub.pair_index, node_x.size(0))
-                    gamma = self._fused_membership(stack, node_x, pair_x, y, graphs, rows, sub.batch)
-                    moments = self._fused_moments(stack, node_x, pair_x, y, graphs, rows, sub.batch, gamma,
-                                                  video_class, classes.numel(), shift_node[classes],
-                                                  shift_pair[classes])
-                else:
-                    moments = self._materialised_moments(stack, node_x, pair_x, y, sub, classes, shift)
-                total = sums.setdefault(k, [torch.zeros(self.num_classes, dtype=torch.long, device=node_x.device),
-                                            node_x.new_zeros(stack.running_phi.shape),
-                                            node_x.new_zeros(stack.running_mu.shape),
-                                            node_x.new_zeros(stack.running_cov.shape)])
-                for target, value in zip(total, moments):
-                    target.index_add_(0, classes, value.to(target.dtype))
+            fits = [(y, {k: sub if select is None else sub.select(self._mask(select, k))
+                         for k, sub in subgraphs.items()})]
+            if self.background:
+                fits.append((torch.full_like(y, self.num_classes), subgraphs))
+            for labels, chosen in fits:
+                classes, video_class = torch.unique(labels, return_inverse=True)
+                new = ~seen[classes]
+                shift_node[classes[new]] = scatter(node_x, video_class[graphs[0]], dim=0, dim_size=classes.numel(),
+                                                   reduce="mean")[new]
+                shift_pair[classes[new]] = scatter(pair_x, video_class[graphs[1]], dim=0, dim_size=classes.numel(),
+                                                   reduce="mean")[new]
+                seen[classes] = True
+                for k in self.scales:
+                    stack, sub = self.stack(k), chosen[k]
+                    if use_fused:
+                        rows = slot_rows(sub.nodes, sub.pair_index, node_x.size(0))
+                        gamma = self._fused_membership(stack, node_x, pair_x, labels, graphs, rows, sub.batch)
+                        moments = self._fused_moments(stack, node_x, pair_x, labels, graphs, rows, sub.batch, gamma,
+                                                      video_class, classes.numel(), shift_node[classes],
+                                                      shift_pair[classes])
+                    else:
+                        shift = torch.cat([shift_node[classes].repeat(1, k),
+                                           shift_pair[classes].repeat(1, k * (k - 1) // 2)], -1)
+                        moments = self._materialised_moments(stack, node_x, pair_x, labels, sub, classes, shift)
+                    total = sums.setdefault(k, [torch.zeros(self.num_mixtures, dtype=torch.long,
+                                                            device=node_x.device),
+                                                node_x.new_zeros(stack.running_phi.shape),
+                                                node_x.new_zeros(stack.running_mu.shape),
+                                                node_x.new_zeros(stack.running_cov.shape)])
+                    for target, value in zip(total, moments):
+                        target.index_add_(0, classes, value.to(target.dtype))
         if seen is None:
             raise ValueError("'loader' yielded no batch")
         for k, (count, mass, first, second) in sums.items():
@@ -762,9 +835,10 @@ class PrototypeBank(nn.Module):
     @torch.no_grad()
     def mixture(self, c: int, k: int) -> GaussianMixture:
         """A standalone :class:`GaussianMixture` equal to the bank's mixture of class ``c`` at scale ``k`` (its
-        active components only), e.g. to inspect or visualise one prototype."""
-        if not 0 <= c < self.num_classes or k not in self.scales:
-            raise ValueError(f"'c' must lie in [0, {self.num_classes}) and 'k' in {self.scales}, got {c}, {k}")
+        active components only; ``c = num_classes`` is the background mixture), e.g. to inspect or visualise one
+        prototype."""
+        if not 0 <= c < self.num_mixtures or k not in self.scales:
+            raise ValueError(f"'c' must lie in [0, {self.num_mixtures}) and 'k' in {self.scales}, got {c}, {k}")
         stack = self.stack(k)
         active = stack.active[c]
         gmm = GaussianMixture(stack.in_channels, int(active.sum()), self.hidden_channels, self.covariance, self.eps,
@@ -784,4 +858,6 @@ class PrototypeBank(nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_classes}, node_channels={self.node_channels}, "
                 f"pair_channels={self.pair_channels}, scales={self.scales}, "
-                f"num_components={self.stack(self.scales[0]).num_components}, covariance={self.covariance})")
+                f"num_components={self.stack(self.scales[0]).num_components}, covariance={self.covariance}"
+                f"{', background=True' if self.background else ''}"
+                f"{', scale_reduce=sum' if self.scale_reduce == 'sum' else ''})")
