@@ -78,11 +78,11 @@ def test_config_rejects_bad_values():
         fit(Base(4, 2), [])
 
 
-def test_layers_replaced_by_dynamic_k_keep_training():
+def test_dynamic_k_masks_components_and_training_continues():
     class Pruned(MUSLE):
         def end_epoch(self, dataset=None):
             if int(self.epochs_done) == 0:       # force one component of class 0's mixture out after epoch 1
-                self.bank.mixture(0, 2).running_phi.copy_(torch.tensor([0.01, 0.5, 0.49]))
+                self.bank.stack(2).running_phi[0] = torch.tensor([0.01, 0.5, 0.49])
             super().end_epoch(dataset)
 
     graphs = _tiny_graphs()
@@ -93,10 +93,11 @@ def test_layers_replaced_by_dynamic_k_keep_training():
 
     def after(epoch, history):
         if epoch == 0:
-            layer = model.bank.mixture(0, 2).membership_net[-1]
-            snapshot["layer"], snapshot["weight"] = layer, layer.weight.detach().clone()
+            snapshot["weight"] = model.bank.stack(2).weight2.detach().clone()
+            snapshot["active"] = model.bank.stack(2).active.clone()
 
-    fit(model, graphs, TrainConfig(epochs=2, batch_size=4, progress=False), on_epoch=after)
-    layer = model.bank.mixture(0, 2).membership_net[-1]
-    assert layer is snapshot["layer"] and layer.out_features == 2
-    assert not torch.equal(layer.weight, snapshot["weight"])     # the replacement layer was optimised
+    history = fit(model, graphs, TrainConfig(epochs=3, batch_size=4, progress=False), on_epoch=after)
+    stack = model.bank.stack(2)
+    assert snapshot["active"][0].tolist() == [False, True, True] and not bool(stack.active[0, 0])
+    assert float(stack.running_phi[0, 0]) == 0.0 and all(v == v for v in history.loss)
+    assert not torch.equal(stack.weight2.detach(), snapshot["weight"])     # still optimised after pruning

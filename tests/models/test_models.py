@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import pytest
@@ -6,7 +7,8 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GATConv, GraphConv
 
 import videograph as vg
-from videograph.models import GCN, MUSLE, STRG, Base, SubgraphMixtures, materialise
+from videograph.models import GCN, MUSLE, STRG, Base
+from videograph.nn import PrototypeBank
 from videograph.nn.functional import gmm_log_prob
 from videograph.subgraph import enumerate_subgraphs, pair_nodes
 
@@ -63,7 +65,8 @@ def test_forward_backward(make):
 
 
 @pytest.mark.parametrize("options", [{}, dict(node_visual=False, edge_semantic=False), dict(node_coord=False),
-                                     dict(background=True, posterior=True, aux_weight=1.0)])
+                                     dict(background=True, scale_reduce="sum", aux_weight=1.0, fit_top=1,
+                                          generative_features=False)])
 def test_musle_forward_backward(options):
     batch = _tubelet_batch()
     model = _musle(batch, **options)
@@ -99,10 +102,11 @@ def test_strg_similarity_branch_learns():
         assert conv.phi.weight.grad.abs().sum() > 0 and conv.phi_prime.weight.grad.abs().sum() > 0
 
 
-def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs():
+@pytest.mark.parametrize("options", [{}, dict(background=True, scale_reduce="sum")])
+def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(options):
     batch = _tubelet_batch(sizes=(6, 5, 4))
     batch.y = torch.tensor([0, 1, 0])
-    model = _musle(batch, train_subgraphs=100)
+    model = _musle(batch, train_subgraphs=100, **options)
     model.train()
     for step in range(3):   # move the running estimates away from their initial values
         model.loss(batch, torch.Generator().manual_seed(step))
@@ -110,17 +114,21 @@ def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(
     with torch.no_grad():
         scores, best = model(batch, return_best=True)
         node_x, pair_x, ptr = model.encode(batch)
-    expected = torch.full((3, 2), -float("inf"))
-    for k in model.scales:
+    def score(vector, c, k):
+        m = model.bank.mixture(c, k)
+        lp = gmm_log_prob(vector[None], m.running_phi, m.running_mu, m.running_cov, model.bank.eps)[0]
+        return lp - score(vector, 2, k) if options and c < 2 else lp   # mixture 2: the background
+
+    per_scale = torch.full((len(model.scales), 3, 2), -float("inf"))
+    for s, k in enumerate(model.scales):
         for g in range(3):
             n0, n1 = int(ptr[g]), int(ptr[g + 1])
             for nodes in itertools.combinations(range(n0, n1), k):
                 vector = torch.cat([node_x[list(nodes)].flatten()] + [
                     pair_x[_pair_id(ptr, g, u, w)] for u, w in itertools.combinations(nodes, 2)])
                 for c in range(2):
-                    m = model.bank.mixture(c, k)
-                    lp = gmm_log_prob(vector[None], m.running_phi, m.running_mu, m.running_cov, model.bank.eps)
-                    expected[g, c] = torch.maximum(expected[g, c], lp[0])
+                    per_scale[s, g, c] = torch.maximum(per_scale[s, g, c], score(vector, c, k))
+    expected = per_scale.sum(0) if options else per_scale.amax(0)
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-3)
     assert torch.equal(model.predict(batch), expected.argmax(-1))
     # the reported best sub-graph is the one that attains the score
@@ -131,9 +139,7 @@ def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(
         assert tuple(enumerate_subgraphs(batch, k).nodes[int(best.index[g, c])].tolist()) == tuple(nodes)
         vector = torch.cat([node_x[nodes].flatten()] + [pair_x[_pair_id(ptr, g, u, w)]
                                                         for u, w in itertools.combinations(nodes, 2)])
-        m = model.bank.mixture(c, k)
-        lp = gmm_log_prob(vector[None], m.running_phi, m.running_mu, m.running_cov, model.bank.eps)
-        torch.testing.assert_close(lp[0], expected[g, c], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(score(vector, c, k), per_scale[:, g, c].max(), rtol=1e-4, atol=1e-3)
 
 
 def _pair_id(ptr, g, u, w):
@@ -150,57 +156,74 @@ def test_pair_id_helper_agrees_with_pair_nodes():
         assert _pair_id(ptr, int(u >= 4), u, w) == index
 
 
-def test_fused_log_prob_equals_materialised():
-    batch = _tubelet_batch(sizes=(6, 5))
-    model = _musle(batch, scales=(3,))
-    model.loss(batch, torch.Generator().manual_seed(0))
-    model.eval()
-    with torch.no_grad():
-        node_x, pair_x, _ = model.encode(batch)
-        sub = enumerate_subgraphs(batch, 3)
-        fused = model.bank.subgraph_log_prob(node_x, pair_x, sub)
-        x = materialise(node_x, pair_x, sub)
-        for c in range(2):
-            m = model.bank.mixture(c, 3)
-            torch.testing.assert_close(fused[:, c], gmm_log_prob(x, m.running_phi, m.running_mu, m.running_cov,
-                                                                  model.bank.eps), rtol=1e-4, atol=1e-3)
-
-
 def test_musle_state_dict_round_trips_after_pruning(tmp_path):
     batch = _tubelet_batch()
     model = _musle(batch)
     model.loss(batch, torch.Generator().manual_seed(0))
-    mixture = model.bank.mixture(0, 2)
-    mixture.running_phi.copy_(torch.tensor([0.01, 0.49, 0.5]))
+    model.bank.stack(2).running_phi[0] = torch.tensor([0.01, 0.49, 0.5])
     model.end_epoch()
-    assert mixture.num_components == 2
+    assert model.bank.num_components[0].tolist() == [2, 3] and model.bank.mixture(0, 2).num_components == 2
     torch.save(model.state_dict(), tmp_path / "musle.pt")
     fresh = _musle(batch)
     fresh.load_state_dict(torch.load(tmp_path / "musle.pt", weights_only=True))
     model.eval(), fresh.eval()
     torch.testing.assert_close(fresh(batch), model(batch))
+    assert fresh.bank.num_components.tolist() == model.bank.num_components.tolist()
 
 
-def test_subgraph_mixtures_reject_bad_input():
-    with pytest.raises(ValueError, match="scales"):
-        SubgraphMixtures(2, 3, 3, scales=(1,))
-    bank = SubgraphMixtures(2, 3, 3, scales=(2,))
-    with pytest.raises(ValueError, match="pair_x"):
-        bank.class_scores(torch.randn(4, 3), torch.randn(5, 3), torch.tensor([0, 4]))
-
-
-def test_musle_runs_on_the_fused_prototype_bank():
-    from videograph.nn import PrototypeBank
+def test_musle_rejects_bad_arguments():
     batch = _tubelet_batch()
-    model = _musle(batch, bank="prototype")
-    assert isinstance(model.bank, PrototypeBank)
+    cases = [(dict(fit_top=1), "'fit_top'"), (dict(ce_weight=-1.0), "'ce_weight'"), (dict(ce_start=-1), "'ce_start'"),
+             (dict(scales=(2, 2)), "'scales'"), (dict(scale_reduce="mean"), "'scale_reduce'"),
+             (dict(bank=PrototypeBank(2, 3, 3, scales=(2,))), "'bank'")]
+    for options, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _musle(batch, **options)
+    with pytest.raises(TypeError, match="'bank'"):
+        _musle(batch, bank=torch.nn.Linear(2, 2))
+
+
+def test_musle_uses_a_given_bank():
+    batch = _tubelet_batch()
+    reference = _musle(batch)
+    bank = PrototypeBank(2, reference.node_encoder.out_channels, reference.pair_encoder.out_channels, scales=(3,),
+                         num_components=2)
+    model = _musle(batch, bank=bank)
+    assert model.bank is bank and model.scales == (3,)
     loss, scores = model.loss(batch, torch.Generator().manual_seed(0))
     loss.backward()
-    assert scores.shape == (2, 2) and any(p.grad is not None for p in model.node_encoder.parameters())
+    assert scores.shape == (2, 2) and bank.stack(3).weight1.grad is not None
+
+
+def test_frozen_mixtures_change_only_at_refit():
+    """From ce_start on, batches leave the running estimates alone; end_epoch with the data refits them to the
+    bank's own full-pass estimate."""
+    batch = _tubelet_batch(sizes=(5, 4, 5, 4))
+    batch.y = torch.tensor([0, 1, 0, 1])
+    graphs = batch.to_data_list()
+    model = _musle(batch, ce_start=1, background=True, aux_weight=1.0, fit_top=2, train_subgraphs=100)
+    model.train()
+    model.loss(batch, torch.Generator().manual_seed(0))
+    moved = model.bank.stack(2).running_mu.clone()
+    model.end_epoch(graphs)
+    assert model.mixtures_frozen and not model.bank.training
+    refitted = {name: b.clone() for name, b in model.bank.named_buffers()}
+    assert not torch.equal(refitted["mixtures.2.running_mu"], moved)
+    # the refit equals the bank's fit_ on the same (eval-mode) features, sub-graphs and top-2 selection
     model.eval()
-    assert model.predict(batch).shape == (2,)
-    with pytest.raises(ValueError, match="bank='mixtures'"):
-        _musle(batch, bank="prototype", background=True)
+    with torch.no_grad():
+        node_x, pair_x, ptr = model.encode(batch)
+        subgraphs = {k: enumerate_subgraphs(batch, k) for k in model.scales}
+        select = model._top_subgraphs(model._aux_logits(node_x, pair_x, subgraphs), subgraphs, batch.y)
+    assert all(int(mask.sum()) == 2 * 4 for mask in select.values())
+    bank = copy.deepcopy(model.bank).fit_([(node_x, pair_x, ptr, batch.y, subgraphs, select)])
+    for name, value in bank.named_buffers():
+        torch.testing.assert_close(value, refitted[name], msg=name)
+    model.train()                               # what fit() does at every epoch start
+    assert not model.bank.training
+    model.loss(batch, torch.Generator().manual_seed(1))
+    for name, value in model.bank.named_buffers():
+        assert torch.equal(value, refitted[name]), name
 
 
 def test_fresh_strg_with_input_embedding_equals_the_embedded_pooling():

@@ -1,6 +1,6 @@
 r"""Recognition models: MUSLE, the space-time region graph (STRG) and the baselines of MUSLE's ablation."""
 from .base import GCN, Base
-from .musle import MUSLE, SubgraphMixtures, materialise
+from .musle import MUSLE
 from .strg import STRG
 
-__all__ = ["MUSLE", "SubgraphMixtures", "materialise", "STRG", "Base", "GCN"]
+__all__ = ["MUSLE", "STRG", "Base", "GCN"]
