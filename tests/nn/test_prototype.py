@@ -146,7 +146,7 @@ def brute_force_scores(bank, node_x, pair_x, node_ptr):
                 per_scale[s, b, c] = score.max()
                 if score.max() > max(per_scale[:s, b, c], default=-np.inf):
                     best_nodes[b, c] = subsets[int(score.argmax())]
-    return (per_scale.sum(0) if bank.scale_reduce == "sum" else per_scale.max(0)), best_nodes
+    return (per_scale.sum(0) if bank.scale_reduce == "sum" else per_scale.max(0)), best_nodes, per_scale
 
 
 @pytest.mark.parametrize("chunk_size, background, scale_reduce", [(1, False, "max"), (3, False, "max"),
@@ -157,8 +157,10 @@ def test_class_scores_match_scipy_brute_force(chunk_size, background, scale_redu
     bank = make_bank(chunk_size=chunk_size, background=background, scale_reduce=scale_reduce).eval()
     set_running(bank, torch.Generator().manual_seed(2))
     scores, best = bank.class_scores(node_x, pair_x, node_ptr, return_best=True)
-    expected, expected_nodes = brute_force_scores(bank, node_x, pair_x, node_ptr)
+    expected, expected_nodes, per_scale = brute_force_scores(bank, node_x, pair_x, node_ptr)
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(bank.class_scores(node_x, pair_x, node_ptr, per_scale=True).numpy(), per_scale,
+                               rtol=1e-10)
     for (b, c), nodes in expected_nodes.items():
         assert int(best.scale[b, c]) == len(nodes)
         assert tuple(best.nodes[b, c, :len(nodes)].tolist()) == nodes
@@ -360,6 +362,7 @@ def test_bad_input():
          "'subgraphs\\[2\\]'"),
         (lambda: make_bank(covariance="full").class_scores(node_x, pair_x, node_ptr, fused=True), "'fused=True'"),
         (lambda: PrototypeBank(3, 2, 2, scales=(3, 3)), "'scales'"),
+        (lambda: PrototypeBank(3, 2, 2, scale_reduce="mean"), "'scale_reduce'"),
         (lambda: PrototypeBank(0, 2, 2), "'num_classes'"),
         (lambda: bank.fit_([]), "'loader'"),
         (lambda: bank.mixture(4, 2), "'c'"),
@@ -367,3 +370,39 @@ def test_bad_input():
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_learned_scale_reduction_starts_as_the_sum_and_calibrate_minimises_the_cross_entropy():
+    """Oracle: scipy's BFGS on the same cross-entropy of sum_k exp(log w_kc) s_kc + b_c, from brute-force s."""
+    from scipy.optimize import minimize
+
+    batches = [inputs(sizes=(5, 6, 4), seed=seed) + (torch.tensor(y),) for seed, y in ((0, [0, 1, 2]), (1, [3, 0, 1]),
+                                                                                      (2, [2, 2, 3]), (3, [1, 3, 0]))]
+    summed = make_bank(scale_reduce="sum").eval()
+    set_running(summed, torch.Generator().manual_seed(9))
+    learned = make_bank(scale_reduce="learned").eval()
+    learned.load_state_dict(summed.state_dict(), strict=False)
+    for node_x, pair_x, node_ptr, _ in batches:
+        torch.testing.assert_close(learned.class_scores(node_x, pair_x, node_ptr),
+                                   summed.class_scores(node_x, pair_x, node_ptr))
+    learned.calibrate_(batches)
+    per_scale = np.concatenate([brute_force_scores(summed, *b[:3])[2] for b in batches], 1)  # [S, B, C]
+    labels = torch.cat([b[3] for b in batches]).numpy()
+
+    def cross_entropy(theta):
+        log_weight, bias = theta[:per_scale.shape[0] * 4].reshape(-1, 4), theta[per_scale.shape[0] * 4:]
+        logits = (np.exp(log_weight)[:, None] * per_scale).sum(0) + bias
+        return float(np.mean(logsumexp(logits, -1) - logits[np.arange(len(labels)), labels]))
+
+    start = np.zeros(per_scale.shape[0] * 4 + 4)
+    oracle = minimize(cross_entropy, start, method="BFGS", options={"gtol": 1e-9})
+    got = np.concatenate([learned.scale_log_weight.detach().numpy().ravel(), learned.scale_bias.detach().numpy()])
+    assert cross_entropy(got) <= min(oracle.fun, cross_entropy(start)) + 1e-6
+    # the bank scores with the calibrated map
+    node_x, pair_x, node_ptr, _ = batches[0]
+    expected = (learned.scale_log_weight.exp()[:, None] * torch.from_numpy(per_scale[:, :3])).sum(0) + learned.scale_bias
+    torch.testing.assert_close(learned.class_scores(node_x, pair_x, node_ptr), expected)
+    with pytest.raises(ValueError, match="scale_reduce='learned'"):
+        summed.calibrate_(batches)
+    with pytest.raises(ValueError, match="'loader'"):
+        learned.calibrate_([])

@@ -156,7 +156,10 @@ class PrototypeBank(nn.Module):
         background (bool, optional): adds one background mixture per scale, fitted on the sub-graphs of all
             videos, and scores a sub-graph by the log-likelihood ratio :math:`\log p_c(x) - \log p_{bg}(x)`:
             what a class shares with every other (clutter, distractors) then cancels. (default: :obj:`False`)
-        scale_reduce (str, optional): ``"max"`` (the paper) or ``"sum"`` of the per-scale maxima.
+        scale_reduce (str, optional): how the per-scale maxima :math:`s_{kc}` become class scores: ``"max"``
+            (the paper), ``"sum"``, or ``"learned"``: :math:`\sum_k w_{kc} s_{kc} + b_c` with positive weights
+            :math:`w = \exp(\text{scale\_log\_weight})` and biases ``scale_bias`` (vector scaling of the scores,
+            set by :meth:`calibrate_` or trained with a loss on the class scores; it starts as the sum).
             (default: :obj:`"max"`)
 
     Shapes:
@@ -183,8 +186,8 @@ class PrototypeBank(nn.Module):
             raise ValueError(f"'covariance' must be 'diag' or 'full', got {covariance!r}")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"'momentum' must lie in [0, 1], got {momentum}")
-        if scale_reduce not in ("max", "sum"):
-            raise ValueError(f"'scale_reduce' must be 'max' or 'sum', got {scale_reduce!r}")
+        if scale_reduce not in ("max", "sum", "learned"):
+            raise ValueError(f"'scale_reduce' must be 'max', 'sum' or 'learned', got {scale_reduce!r}")
         self.num_classes = num_classes
         self.background, self.scale_reduce = bool(background), scale_reduce
         self.num_mixtures = num_classes + int(self.background)
@@ -197,11 +200,20 @@ class PrototypeBank(nn.Module):
         self.mixtures = nn.ModuleDict({
             str(k): _MixtureStack(self.num_mixtures, k, node_channels, pair_channels, num_components,
                                   self.hidden_channels, covariance) for k in scales})
+        if scale_reduce == "learned":
+            self.scale_log_weight = nn.Parameter(torch.empty(len(scales), num_classes))
+            self.scale_bias = nn.Parameter(torch.empty(num_classes))
+        else:
+            self.register_parameter("scale_log_weight", None)
+            self.register_parameter("scale_bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for stack in self.mixtures.values():
             stack.reset_parameters()
+        if self.scale_log_weight is not None:   # starts as the sum over scales
+            nn.init.zeros_(self.scale_log_weight)
+            nn.init.zeros_(self.scale_bias)
 
     def reset_running_stats(self) -> None:
         for stack in self.mixtures.values():
@@ -464,11 +476,12 @@ class PrototypeBank(nn.Module):
     # ------------------------------------------------------------------ inference
     def class_scores(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                      subgraphs: Optional[Dict[int, Subgraphs]] = None, *, return_best: bool = False,
-                     fused: Optional[bool] = None, progress: bool = False
+                     fused: Optional[bool] = None, progress: bool = False, per_scale: bool = False
                      ) -> Union[Tensor, Tuple[Tensor, BestSubgraphs]]:
         r"""MUSLE inference: per video and class, the highest :math:`\log p(x)` over all sub-graphs of all
         scales under the running estimates, ``[B, C]`` (with ``background=True`` the highest
-        :math:`\log p_c(x) - \log p_{\text{bg}}(x)`; with ``scale_reduce="sum"`` the per-scale maxima are summed).
+        :math:`\log p_c(x) - \log p_{\text{bg}}(x)`; other ``scale_reduce`` rules combine the per-scale maxima,
+        see :meth:`reduce_scales`; ``per_scale=True`` returns those maxima, ``[len(scales), B, C]``).
 
         Differentiable w.r.t. ``node_x`` and ``pair_x`` (the gradient of a max flows to its argmax sub-graph).
         The fused path searches without autograd, chunk by chunk, and then re-scores only the ``B * C * len(scales)``
@@ -503,9 +516,8 @@ class PrototypeBank(nn.Module):
             nodes.append(padded.masked_fill(best_row[..., None] < 0, -1))
         bar.close()
         stacked = torch.stack(scores)
-        best_score, which = stacked.max(0)
-        if self.scale_reduce == "sum":
-            best_score = stacked.sum(0)
+        _, which = stacked.max(0)
+        best_score = stacked if per_scale else self.reduce_scales(stacked)
         if not return_best:
             return best_score
         pick = which[None]
@@ -513,6 +525,58 @@ class PrototypeBank(nn.Module):
         best = BestSubgraphs(torch.tensor(self.scales, device=which.device)[which].masked_fill(index < 0, 0), index,
                              torch.stack(nodes).gather(0, pick[..., None].expand(1, B, C, max(self.scales)))[0])
         return best_score, best
+
+    def reduce_scales(self, per_scale: Tensor) -> Tensor:
+        """``[B, C]`` class scores from the per-scale maxima ``[len(scales), B, C]`` (``scale_reduce``)."""
+        if self.scale_reduce == "max":
+            return per_scale.amax(0)
+        if self.scale_reduce == "sum":
+            return per_scale.sum(0)
+        return (self.scale_log_weight.exp()[:, None] * per_scale).sum(0) + self.scale_bias
+
+    @torch.no_grad()
+    def calibrate_(self, loader: Iterable, max_iter: int = 200, progress: bool = False) -> "PrototypeBank":
+        r"""``scale_reduce="learned"``: sets ``scale_log_weight`` and ``scale_bias`` to the minimiser of the
+        cross-entropy of the class scores over ``loader`` (tuples ``(node_x, pair_x, node_ptr, y[, subgraphs])``,
+        scored under the running estimates; :class:`torch.optim.LBFGS`, ``max_iter`` iterations). Each class's
+        mixtures are fitted on its own videos only, so their scores are not on one scale across classes and
+        sub-graph sizes; this fits the :math:`2 \cdot |	ext{scales}| \cdot C`-parameter map that makes them
+        comparable (vector scaling, Guo et al., ICML 2017). Videos without a sub-graph at some scale are left out."""
+        if self.scale_reduce != "learned":
+            raise ValueError(f"calibrate_ needs scale_reduce='learned', got {self.scale_reduce!r}")
+        per_scale, labels = [], []
+        for item in tqdm(loader, disable=not progress, unit="batch", desc="calibrate"):
+            if not isinstance(item, (tuple, list)) or len(item) not in (4, 5):
+                raise ValueError("'loader' must yield tuples (node_x, pair_x, node_ptr, y[, subgraphs])")
+            node_x, pair_x, node_ptr, y = item[:4]
+            self._check_inputs(node_x, pair_x, node_ptr, y)
+            per_scale.append(self.class_scores(node_x, pair_x, node_ptr, item[4] if len(item) == 5 else None,
+                                               per_scale=True))
+            labels.append(y)
+        if not labels:
+            raise ValueError("'loader' yielded no batch")
+        scores, y = torch.cat(per_scale, 1), torch.cat(labels)
+        keep = torch.isfinite(scores).all(0).all(-1)
+        if not bool(keep.any()):
+            raise ValueError("no video of 'loader' has a sub-graph at every scale")
+        scores, y = scores[:, keep], y[keep]
+        unit = scores.abs().mean().clamp_min(torch.finfo(scores.dtype).tiny)   # a well-conditioned problem
+        log_weight = torch.zeros_like(self.scale_log_weight, dtype=scores.dtype).requires_grad_()
+        bias = torch.zeros_like(self.scale_bias, dtype=scores.dtype).requires_grad_()
+        optimizer = torch.optim.LBFGS([log_weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            logits = (log_weight.exp()[:, None] * scores / unit).sum(0) + bias
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        self.scale_log_weight.copy_(log_weight.detach() - unit.log())
+        self.scale_bias.copy_(bias.detach())
+        return self
 
     def forward(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                 subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
