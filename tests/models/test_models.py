@@ -197,11 +197,12 @@ def test_musle_uses_a_given_bank():
 
 def test_frozen_mixtures_change_only_at_refit():
     """From ce_start on, batches leave the running estimates alone; end_epoch with the data refits them to the
-    bank's own full-pass estimate."""
+    bank's own full-pass estimate and calibrates the scores to them."""
     batch = _tubelet_batch(sizes=(5, 4, 5, 4))
     batch.y = torch.tensor([0, 1, 0, 1])
     graphs = batch.to_data_list()
-    model = _musle(batch, ce_start=1, background=True, aux_weight=1.0, fit_top=2, train_subgraphs=100)
+    model = _musle(batch, ce_start=1, background=True, aux_weight=1.0, fit_top=2, train_subgraphs=100,
+                   scale_reduce="learned")
     model.train()
     model.loss(batch, torch.Generator().manual_seed(0))
     moved = model.bank.stack(2).running_mu.clone()
@@ -219,6 +220,11 @@ def test_frozen_mixtures_change_only_at_refit():
     bank = copy.deepcopy(model.bank).fit_([(node_x, pair_x, ptr, batch.y, subgraphs, select)])
     for name, value in bank.named_buffers():
         torch.testing.assert_close(value, refitted[name], msg=name)
+    # ... and the calibration the bank's calibrate_ gives on those mixtures
+    assert not torch.equal(model.bank.scale_log_weight, torch.zeros_like(model.bank.scale_log_weight))
+    bank.calibrate_([(node_x, pair_x, ptr, batch.y, subgraphs)])
+    torch.testing.assert_close(bank.scale_log_weight, model.bank.scale_log_weight)
+    torch.testing.assert_close(bank.scale_bias, model.bank.scale_bias)
     model.train()                               # what fit() does at every epoch start
     assert not model.bank.training
     model.loss(batch, torch.Generator().manual_seed(1))

@@ -60,8 +60,10 @@ class MUSLE(nn.Module):
     ``generative_features=False`` (eq. 6 trains the mixtures, not the features), ``fit_top=1`` (each class's
     mixture is fitted on the best sub-graph of each of its videos, ranked by the auxiliary classifier),
     ``background=True`` (score = log-likelihood ratio against a mixture of all sub-graphs),
-    ``scale_reduce="sum"``, ``ce_start=10`` (from then on the mixtures are re-estimated on the whole training set
-    after every epoch, frozen in between, and the cross-entropy of their class scores fine-tunes the encoders).
+    ``scale_reduce="learned"`` (the per-scale maxima are combined by a per-(scale, class) affine map fitted on the
+    training set), ``ce_start=10`` (from then on the mixtures are re-estimated and the map recalibrated on the whole
+    training set after every epoch, frozen in between, and the cross-entropy of the class scores fine-tunes the
+    encoders).
 
     Args:
         num_classes (int): number of classes.
@@ -77,7 +79,8 @@ class MUSLE(nn.Module):
         lambda_cov, momentum: see :class:`~videograph.nn.PrototypeBank`. (default: :obj:`0.05`, :obj:`0.1`)
         background (bool, optional): score sub-graphs by the log-likelihood ratio against a background mixture
             (:class:`~videograph.nn.PrototypeBank`). (default: :obj:`False`)
-        scale_reduce (str, optional): ``"max"`` (paper) or ``"sum"`` over scales. (default: ``"max"``)
+        scale_reduce (str, optional): ``"max"`` (paper), ``"sum"`` or ``"learned"`` over scales (see
+            :class:`~videograph.nn.PrototypeBank`). (default: ``"max"``)
         ce_weight (float, optional): weight of the cross-entropy of the mixtures' class scores. (default: :obj:`1.0`)
         train_subgraphs (int, optional): sub-graphs sampled per video and scale in :meth:`loss`. (default: :obj:`64`)
         prune_threshold (float, optional): dynamic-K threshold. (default: :obj:`0.02`)
@@ -219,24 +222,31 @@ class MUSLE(nn.Module):
         on the sub-graphs of its videos (all of them, or a sample of ``max_per_graph`` per video and scale drawn
         with ``generator``; only the ``fit_top`` best by the auxiliary head when set), the background mixture on
         all of them. A batch holds few videos of each class, so a full pass gives far better estimates than the
-        running averages, especially when only the top sub-graphs are fitted."""
+        running averages, especially when only the top sub-graphs are fitted. With ``scale_reduce="learned"`` a
+        second pass then fits the score calibration to the new mixtures
+        (:meth:`PrototypeBank.calibrate_ <videograph.nn.PrototypeBank.calibrate_>`)."""
         from torch_geometric.loader import DataLoader
 
         was_training = self.training
         self.eval()
 
-        def batches():
+        def batches(with_selection: bool):
             for batch in DataLoader(list(dataset), batch_size=batch_size, shuffle=False):
                 subgraphs = {k: enumerate_subgraphs(batch, k, max_per_graph=max_per_graph, generator=generator)
                              for k in self.scales}
                 node_x, pair_x, ptr = self.encode(batch)
                 y = batch.y.view(-1)
+                if not with_selection:
+                    yield node_x, pair_x, ptr, y, subgraphs
+                    continue
                 select = None
                 if self.fit_top is not None:
                     select = self._top_subgraphs(self._aux_logits(node_x, pair_x, subgraphs), subgraphs, y)
                 yield node_x, pair_x, ptr, y, subgraphs, select
 
-        self.bank.fit_(batches(), progress=progress)
+        self.bank.fit_(batches(True), progress=progress)
+        if self.bank.scale_reduce == "learned":
+            self.bank.calibrate_(batches(False), progress=progress)
         self.train(was_training)
         return self
 
