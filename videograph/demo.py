@@ -19,10 +19,11 @@ __all__ = ["graph_summary", "run_graphs", "prepare_videos", "ablation_rows", "ru
 
 #: How the demo trains MUSLE (see docs/models.md): encoders shaped by an auxiliary max-over-sub-graphs classifier,
 #: each class's mixtures fitted on the top sub-graph of each of its training videos (ranked by that classifier),
-#: scores = log-likelihood ratio against a background mixture of all sub-graphs (summed over scales), the last
-#: two epochs fine-tune the encoders with the cross-entropy of those scores (mixtures refitted every epoch).
+#: scores = log-likelihood ratio against a background mixture of all sub-graphs, per-scale maxima combined by a
+#: calibrated map fitted on the training set; the last two epochs fine-tune the encoders with the cross-entropy
+#: of those scores (mixtures refitted and the map recalibrated every epoch).
 MUSLE_TRAINING = dict(aux_weight=1.0, fit_top=1, background=True, generative_features=False, ce_weight=1.0,
-                      ce_start=10, train_subgraphs=128, scale_reduce="sum")
+                      ce_start=10, train_subgraphs=128, scale_reduce="learned")
 
 #: Rows of the ablation table (MUSLE table 1) in print order.
 ROWS = ("Base", "GCN", "STRG", "Sub-graph k=3", "Sub-graph k=4", "Sub-graph k=5", "+Node coord", "+Edge coord",
