@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 
 from videograph.data import Proposals, Regions, Tubelets
-from videograph.datasets import (ACTORS_PER_CLASS, CLASSES, PALETTE, SyntheticInteractions, SyntheticUntrimmed,
+from videograph.datasets import (ACTORS_PER_CLASS, CLASSES, SyntheticInteractions, SyntheticUntrimmed,
                                  SyntheticVideo, UntrimmedVideo)
 
 

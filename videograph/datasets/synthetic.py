@@ -20,7 +20,7 @@ scene, a :class:`torch.Generator` for the optional detector noise of :meth:`Synt
 :meth:`SyntheticVideo.regions`).
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -224,7 +224,7 @@ class _Scene:
         return centres if self.inside(centres, radii, 0.05 * L) else None
 
     def follow(self, radii: np.ndarray) -> Optional[np.ndarray]:
-        rng, L, T = self.rng, self.L, self.T
+        rng, L = self.rng, self.L
         start = self.uniform_point(radii[1], 0.05 * L)
         heading = _unit(rng.uniform(0, 2 * np.pi))
         velocity = rng.uniform(0.40, 0.55) * L * heading             # per video length

@@ -417,7 +417,7 @@ class PrototypeBank(nn.Module):
     def _fused_loss(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor, y: Tensor,
                     sub: Subgraphs, classes: Tensor, video_class: Tensor, present: Tensor) -> Tensor:
         k, J, Dn, De, D = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels, stack.in_channels
-        B, N, P, Cp = y.numel(), node_x.size(0), pair_x.size(0), classes.numel()
+        N, Cp = node_x.size(0), classes.numel()
         graphs = (graph_of_rows(node_ptr).to(node_x.device), graph_of_rows(pair_ptr(node_ptr)).to(node_x.device))
         rows = slot_rows(sub.nodes, sub.pair_index, N)
         gamma = self._fused_membership(stack, node_x, pair_x, y, graphs, rows, sub.batch)
@@ -592,7 +592,6 @@ class PrototypeBank(nn.Module):
     def _scoring_parameters(self, stack: _MixtureStack, dtype) -> Tuple[Tensor, ...]:
         """Shifts, tables weights and constants of the running mixtures of one scale (diagonal)."""
         k, J, Dn, De, D = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels, stack.in_channels
-        C, K = self.num_classes, stack.num_components
         mu, var, active = stack.running_mu.to(dtype), stack.running_cov.to(dtype), stack.active
         weights = active.to(dtype)[..., None] / active.sum()
         mean = (mu * weights).sum((0, 1))

@@ -88,7 +88,7 @@ def _gather_sum_bwd_kernel(
 def gather_sum_forward(table: Tensor, index: Tensor) -> Tensor:
     r"""``out[s] = sum_w table[index[s, w]]``; inputs are checked by the
     caller."""
-    (M, F), (S, W) = table.shape, index.shape
+    (_, F), (S, W) = table.shape, index.shape
     out = table.new_empty(S, F)
     if S == 0 or F == 0:
         return out
