@@ -540,7 +540,7 @@ class PrototypeBank(nn.Module):
         cross-entropy of the class scores over ``loader`` (tuples ``(node_x, pair_x, node_ptr, y[, subgraphs])``,
         scored under the running estimates; :class:`torch.optim.LBFGS`, ``max_iter`` iterations). Each class's
         mixtures are fitted on its own videos only, so their scores are not on one scale across classes and
-        sub-graph sizes; this fits the :math:`2 \cdot |	ext{scales}| \cdot C`-parameter map that makes them
+        sub-graph sizes; this fits the :math:`2 \cdot |\text{scales}| \cdot C`-parameter map that makes them
         comparable (vector scaling, Guo et al., ICML 2017). Videos without a sub-graph at some scale are left out."""
         if self.scale_reduce != "learned":
             raise ValueError(f"calibrate_ needs scale_reduce='learned', got {self.scale_reduce!r}")
