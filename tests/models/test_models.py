@@ -102,7 +102,8 @@ def test_strg_similarity_branch_learns():
         assert conv.phi.weight.grad.abs().sum() > 0 and conv.phi_prime.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("options", [{}, dict(background=True, scale_reduce="sum")])
+@pytest.mark.parametrize("options", [{}, dict(background=True, scale_reduce="sum"),
+                                     dict(background=True, scale_reduce="learned")])
 def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(options):
     batch = _tubelet_batch(sizes=(6, 5, 4))
     batch.y = torch.tensor([0, 1, 0])
@@ -111,9 +112,14 @@ def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(
     for step in range(3):   # move the running estimates away from their initial values
         model.loss(batch, torch.Generator().manual_seed(step))
     model.eval()
+    generator = torch.Generator().manual_seed(5)
     with torch.no_grad():
+        if options.get("scale_reduce") == "learned":
+            model.bank.scale_log_weight.copy_(torch.randn(2, 2, generator=generator) * 0.5)
+            model.bank.scale_bias.copy_(torch.randn(2, generator=generator))
         scores, best = model(batch, return_best=True)
         node_x, pair_x, ptr = model.encode(batch)
+
     def score(vector, c, k):
         m = model.bank.mixture(c, k)
         lp = gmm_log_prob(vector[None], m.running_phi, m.running_mu, m.running_cov, model.bank.eps)[0]
@@ -128,7 +134,10 @@ def test_musle_scores_equal_the_brute_force_maximum_over_materialised_subgraphs(
                     pair_x[_pair_id(ptr, g, u, w)] for u, w in itertools.combinations(nodes, 2)])
                 for c in range(2):
                     per_scale[s, g, c] = torch.maximum(per_scale[s, g, c], score(vector, c, k))
-    expected = per_scale.sum(0) if options else per_scale.amax(0)
+    expected = {"max": per_scale.amax(0), "sum": per_scale.sum(0)}.get(options.get("scale_reduce", "max"))
+    if expected is None:    # learned: positive weight per (scale, class), bias per class
+        bank = model.bank
+        expected = (bank.scale_log_weight.detach().exp()[:, None] * per_scale).sum(0) + bank.scale_bias.detach()
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-3)
     assert torch.equal(model.predict(batch), expected.argmax(-1))
     # the reported best sub-graph is the one that attains the score
