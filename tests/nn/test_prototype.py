@@ -348,6 +348,7 @@ def test_bad_input():
     node_x, pair_x, node_ptr = inputs()
     bank = make_bank()
     y = torch.tensor([0, 1, 2])
+    sample = multiscale(Batch.from_data_list([Data(num_nodes=n) for n in (5, 6, 4)]), (2, 3))
     cases = [
         (lambda: bank.loss(node_x[:, :2], pair_x, node_ptr, y), "'node_x'"),
         (lambda: bank.loss(node_x, pair_x[:-1], node_ptr, y), "'pair_x'"),
@@ -366,6 +367,13 @@ def test_bad_input():
         (lambda: PrototypeBank(0, 2, 2), "'num_classes'"),
         (lambda: bank.fit_([]), "'loader'"),
         (lambda: bank.mixture(4, 2), "'c'"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y, select={2: None}), "'select' masks"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y, sample, select={2: torch.ones(3, dtype=torch.bool)}),
+         "'select'.*k=2 expected shape"),
+        (lambda: bank.loss(node_x, pair_x, node_ptr, y, sample, select={k: torch.ones(len(s)) for k, s in
+                                                                       sample.items()}), "'select'"),
+        (lambda: bank.fit_([(node_x, pair_x, node_ptr, y, None, {})]), "'select' masks"),
+        (lambda: bank.fit_([(node_x, pair_x, node_ptr)]), "'loader'"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -273,10 +273,14 @@ class PrototypeBank(nn.Module):
         return subgraphs
 
     @staticmethod
-    def _mask(select: Dict[int, Tensor], k: int) -> Tensor:
-        if not isinstance(select, dict) or k not in select:
-            raise ValueError(f"'select' must be a dict {{k: BoolTensor}} with a mask for scale k={k}")
-        return select[k]
+    def _selected(select: Dict[int, Tensor], sub: Subgraphs) -> Subgraphs:
+        """The rows of ``sub`` that ``select[sub.k]`` keeps."""
+        mask = select.get(sub.k) if isinstance(select, dict) else None
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (len(sub),):
+            raise ValueError(f"'select' must be a dict {{k: BoolTensor [S_k]}} with one entry per sub-graph of "
+                             f"'subgraphs[k]'; for k={sub.k} expected shape [{len(sub)}], got "
+                             f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+        return sub.select(mask)
 
     def _use_fused(self, fused: Optional[bool]) -> bool:
         if fused is None:
@@ -396,7 +400,7 @@ class PrototypeBank(nn.Module):
         losses = []
         for k in self.scales:
             stack, sub = self.stack(k), subgraphs[k]
-            fits = [(y, sub if select is None else sub.select(self._mask(select, k)))]
+            fits = [(y, sub if select is None else self._selected(select, sub))]
             if self.background:
                 fits.append((torch.full_like(y, self.num_classes), sub))
             for labels, rows in fits:
@@ -818,7 +822,7 @@ class PrototypeBank(nn.Module):
                 shift_node = node_x.new_zeros(self.num_mixtures, self.node_channels)
                 shift_pair = node_x.new_zeros(self.num_mixtures, self.pair_channels)
             graphs = (graph_of_rows(node_ptr).to(node_x.device), graph_of_rows(pair_ptr(node_ptr)).to(node_x.device))
-            fits = [(y, {k: sub if select is None else sub.select(self._mask(select, k))
+            fits = [(y, {k: sub if select is None else self._selected(select, sub)
                          for k, sub in subgraphs.items()})]
             if self.background:
                 fits.append((torch.full_like(y, self.num_classes), subgraphs))
