@@ -225,7 +225,12 @@ def test_frozen_mixtures_change_only_at_refit():
         node_x, pair_x, ptr = model.encode(batch)
         subgraphs = {k: enumerate_subgraphs(batch, k) for k in model.scales}
         select = model._top_subgraphs(model._aux_logits(node_x, pair_x, subgraphs), subgraphs, batch.y)
-    assert all(int(mask.sum()) == 2 * 4 for mask in select.values())
+    for k, mask in select.items():   # each video's two best sub-graphs for its own class, by a loop
+        logits = model._aux_logits(node_x, pair_x, subgraphs)[k].detach()
+        for g in range(4):
+            rows = (subgraphs[k].batch == g).nonzero().view(-1).tolist()
+            ranked = sorted(rows, key=lambda r: -float(logits[r, batch.y[g]]))
+            assert sorted(mask.nonzero().view(-1)[subgraphs[k].batch[mask] == g].tolist()) == sorted(ranked[:2])
     bank = copy.deepcopy(model.bank).fit_([(node_x, pair_x, ptr, batch.y, subgraphs, select)])
     for name, value in bank.named_buffers():
         torch.testing.assert_close(value, refitted[name], msg=name)

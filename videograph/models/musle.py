@@ -4,6 +4,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn.pool.select.topk import topk
 from torch_geometric.utils import scatter
 
 from ..nn.encoders import NodeEncoder, PairEncoder
@@ -19,18 +20,6 @@ def _head(in_channels: int, hidden: int, out_channels: int) -> nn.Module:
     if hidden == 0:
         return nn.Linear(in_channels, out_channels)
     return nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, out_channels))
-
-
-def _top_per_graph(score: Tensor, batch: Tensor, num_graphs: int, top: int) -> Tensor:
-    """Boolean mask of the ``top`` highest-scoring rows of every graph (rows sorted by graph)."""
-    order = torch.argsort(score, descending=True, stable=True)
-    order = order[torch.argsort(batch[order], stable=True)]          # by graph, best first within each
-    counts = torch.bincount(batch, minlength=num_graphs)
-    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
-    rank = torch.arange(score.numel(), device=score.device) - starts[batch[order]]
-    mask = torch.zeros_like(score, dtype=torch.bool)
-    mask[order[rank < top]] = True
-    return mask
 
 
 class MUSLE(nn.Module):
@@ -176,8 +165,13 @@ class MUSLE(nn.Module):
         """``{k: mask}`` of every video's ``fit_top`` best sub-graphs for its own class, or ``None`` (all)."""
         if self.fit_top is None:
             return None
-        return {k: _top_per_graph(logits[k].detach().gather(1, y[subgraphs[k].batch][:, None]).view(-1),
-                                  subgraphs[k].batch, y.numel(), self.fit_top) for k in subgraphs}
+        masks = {}
+        for k, sub in subgraphs.items():
+            own_class = logits[k].detach().gather(1, y[sub.batch][:, None]).view(-1)
+            mask = torch.zeros_like(own_class, dtype=torch.bool)
+            mask[topk(own_class, self.fit_top, sub.batch)] = True   # PyG's per-graph top-k (TopKPooling's)
+            masks[k] = mask
+        return masks
 
     def loss(self, data, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """Training loss on a batch and the class scores of its sampled sub-graphs (for running accuracy)."""
