@@ -640,13 +640,16 @@ class PrototypeBank(nn.Module):
         G = self.num_mixtures * stack.num_components
         shift_node, shift_pair, _, quadratic, linear, const = parameters
         w_node, w_pair = self._slot_weights(stack, quadratic, linear)
+
+        def tables(xn: Tensor, xp: Tensor) -> Tuple[Tensor, Tensor]:
+            node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(-1, k, G)
+            node_table[:, 0] += const.t().reshape(G)  # each Gaussian's constant enters once, through node slot 0
+            return node_table, (torch.cat([xp * xp, xp], -1) @ w_pair).view(-1, J, G)
+
         if sub is not None:
             # Given sub-graphs (typically a training sample, whose rows rarely share prefixes): the whole batch
             # in chunks of rows. Enumerated ones: video by video, each prefix's partial sum shared.
-            xn, xp = node_x - shift_node, pair_x - shift_pair
-            node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(-1, k, G)
-            node_table[:, 0] += const.t().reshape(G)
-            table = stack_tables(node_table, (torch.cat([xp * xp, xp], -1) @ w_pair).view(-1, J, G))
+            table = stack_tables(*tables(node_x - shift_node, pair_x - shift_pair))
             best_row = self._best_rows_batched(stack, table, slot_rows(sub.nodes, sub.pair_index, node_x.size(0)),
                                                sub.batch, node_ptr.numel() - 1)
             bar.update(node_ptr.numel() - 1)
@@ -659,10 +662,7 @@ class PrototypeBank(nn.Module):
             n0, n1, p0, p1 = node_ptr_list[b], node_ptr_list[b + 1], pptr[b], pptr[b + 1]
             nodes, pairs, prefix_index, prefix_first = self._video_subgraphs(k, b, n1 - n0, node_x.device)
             if nodes.size(0) > 0:
-                xn, xp = node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair
-                node_table = (torch.cat([xn * xn, xn], -1) @ w_node).view(n1 - n0, k, G)
-                node_table[:, 0] += const.t().reshape(G)  # each Gaussian's constant enters once, through node slot 0
-                pair_table = (torch.cat([xp * xp, xp], -1) @ w_pair).view(p1 - p0, J, G)
+                node_table, pair_table = tables(node_x[n0:n1] - shift_node, pair_x[p0:p1] - shift_pair)
                 local = self._best_rows(stack, node_table, pair_table, slot_rows(nodes, pairs, n1 - n0),
                                         prefix_index, prefix_first)
                 best_row[b] = torch.where(local >= 0, offset + local, -1)
@@ -678,18 +678,29 @@ class PrototypeBank(nn.Module):
         best_row = torch.full((num_graphs, C), -1, dtype=torch.long, device=rows.device)
         for s in range(0, rows.size(0), self.chunk_size):
             e = min(s + self.chunk_size, rows.size(0))
-            per_row = torch.logsumexp(gather_sum(table, rows[s:e]).view(e - s, K, M), 1)  # [rows, M]
-            if self.background:
-                per_row = per_row[:, :C] - per_row[:, C:]
-            graph = batch[s:e, None].expand(-1, C)
-            chunk_best = torch.full_like(best, -math.inf).scatter_reduce(0, graph, per_row, "amax")
-            index = torch.arange(s, e, device=rows.device)[:, None].expand(-1, C)
-            winner = torch.where(per_row == chunk_best[batch[s:e]], index, e)
-            chunk_row = torch.full_like(best_row, e).scatter_reduce(0, graph, winner, "amin")
+            per_row = self._class_scores_of_rows(torch.logsumexp(gather_sum(table, rows[s:e]).view(e - s, K, M), 1))
+            chunk_best, chunk_row = self._best_per_graph(per_row, batch[s:e], num_graphs)
             better = chunk_best > best
             best = torch.where(better, chunk_best, best)
-            best_row = torch.where(better, chunk_row, best_row)
+            best_row = torch.where(better, s + chunk_row, best_row)
         return best_row
+
+    def _class_scores_of_rows(self, per_mixture: Tensor) -> Tensor:
+        """``[S, C]`` from every row's log-density under every mixture ``[S, M]``: the classes' log-densities,
+        or with ``background=True`` their ratio to the background's."""
+        C = self.num_classes
+        return per_mixture[:, :C] - per_mixture[:, C:] if self.background else per_mixture
+
+    @staticmethod
+    def _best_per_graph(per_row: Tensor, batch: Tensor, num_graphs: int) -> Tuple[Tensor, Tensor]:
+        """``[B, C]`` maximum of ``per_row [S, C]`` over each graph's rows and its first row (``-1``: none)."""
+        S, C = per_row.shape
+        graph = batch[:, None].expand(-1, C)
+        best = per_row.new_full((num_graphs, C), -math.inf).scatter_reduce(0, graph, per_row, "amax")
+        rows = torch.arange(S, device=per_row.device)[:, None].expand(-1, C)
+        first = torch.full((num_graphs, C), S, dtype=torch.long, device=per_row.device).scatter_reduce(
+            0, graph, torch.where(per_row == best[batch], rows, S), "amin")
+        return best, first.masked_fill(first == S, -1)
 
     def _best_rows(self, stack: _MixtureStack, node_table: Tensor, pair_table: Tensor, rows: Tensor,
                    prefix_index: Tensor, prefix_first: Tensor) -> Tensor:
@@ -777,8 +788,7 @@ class PrototypeBank(nn.Module):
 
     def _materialised_scores(self, stack: _MixtureStack, node_x: Tensor, pair_x: Tensor,
                              sub: Subgraphs) -> Tuple[Tensor, Tensor]:
-        C, M, K, D = self.num_classes, self.num_mixtures, stack.num_components, stack.in_channels
-        B = sub.num_graphs
+        M, K, D = self.num_mixtures, stack.num_components, stack.in_channels
         x = materialise(node_x, pair_x, sub.nodes, sub.pair_index)  # [S, D]
         mu = stack.running_mu.to(x.dtype).reshape(M * K, D)
         cov = stack.running_cov.to(x.dtype).reshape((M * K,) + stack.running_cov.shape[2:])
@@ -786,15 +796,7 @@ class PrototypeBank(nn.Module):
         step = max(1, (1 << 24) // (M * K * D))  # large blocks: freed to the OS at once, no heap growth
         per_row = torch.cat([(gmm_component_log_prob(part, mu, cov, self.eps) + log_phi).view(-1, M, K).logsumexp(-1)
                              for part in x.split(step)]) if len(x) else x.new_zeros(0, M)
-        if self.background:
-            per_row = per_row[:, :C] - per_row[:, C:]
-        index = sub.batch[:, None].expand(-1, C)
-        best = per_row.new_full((B, C), -math.inf).scatter_reduce(0, index, per_row, "amax")
-        rows = torch.arange(len(x), device=x.device)[:, None].expand(-1, C)
-        is_best = per_row == best[sub.batch]
-        best_row = torch.full((B, C), len(x), dtype=torch.long, device=x.device).scatter_reduce(
-            0, index, torch.where(is_best, rows, len(x)), "amin")
-        return best, best_row.masked_fill(best_row == len(x), -1)
+        return self._best_per_graph(self._class_scores_of_rows(per_row), sub.batch, sub.num_graphs)
 
     # ------------------------------------------------------------------ running estimates, dynamic K
     @torch.no_grad()
