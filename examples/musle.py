@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 
 import videograph as vg
 from videograph.datasets import SyntheticInteractions
-from videograph.demo import MUSLE_TRAINING
+from videograph.ablations.musle import MUSLE_TRAINING
 from videograph.models import MUSLE
 from videograph.nn.encoders import RoIFeatures, tubelet_frame_index
 from videograph.train import TrainConfig, evaluate, fit
