@@ -1,6 +1,8 @@
-r"""Recognition models: MUSLE, the space-time region graph (STRG) and the baselines of MUSLE's ablation."""
+r"""Recognition models: MUSLE, the space-time region graph (STRG) and the baselines of MUSLE's ablation; U2S around any video backbone."""
 from .base import GCN, Base
 from .musle import MUSLE
 from .strg import STRG
+from .backbones import Small3DCNN, split_backbone
+from .u2s import STAGES, U2S, U2SOutput, fit_u2s
 
-__all__ = ["MUSLE", "STRG", "Base", "GCN"]
+__all__ = ["MUSLE", "STRG", "Base", "GCN", "U2S", "U2SOutput", "STAGES", "fit_u2s", "Small3DCNN", "split_backbone"]
