@@ -98,9 +98,11 @@ def _draw_confusion(similarity, confusable, dataset, path: str) -> None:
         planted[torch.tensor(group)[:, None], torch.tensor(group)[None]] = True
     axes[0].imshow(similarity.numpy(), cmap="viridis")
     axes[0].set_title("class similarity S (channel sparsity of the UN)")
-    shown = confusable.int() + 2 * planted.int()     # 3 = found and planted, 1 = found only, 2 = missed
-    axes[1].imshow(shown.numpy(), cmap="Set1", vmin=0, vmax=8)
-    axes[1].set_title("confusable C: red both, green missed, blue extra")
+    from matplotlib.colors import ListedColormap
+    shown = confusable.int() + 2 * planted.int()     # 0 neither, 1 found only, 2 missed, 3 found and planted
+    axes[1].imshow(shown.numpy(), cmap=ListedColormap(["white", "tab:blue", "tab:orange", "tab:green"]),
+                   vmin=-0.5, vmax=3.5)
+    axes[1].set_title("C vs the planted groups: green found, orange missed, blue extra", fontsize=9)
     for ax in axes:
         ax.set_xticks(range(dataset.num_classes), dataset.classes, rotation=90, fontsize=6)
         ax.set_yticks(range(dataset.num_classes), dataset.classes, fontsize=6)
