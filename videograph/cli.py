@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "videograph.demo",        # demo, graphs
     "videograph.ablations",   # ablation NAME
     "videograph.launch",      # train
+    "videograph.preprocess",  # preprocess
 )
 
 

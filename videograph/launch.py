@@ -166,6 +166,12 @@ def register(commands) -> None:
     parser.add_argument("--num-videos", type=int, default=256, help="synthetic videos (default: 256)")
     parser.add_argument("--out", default="results/train")
     parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(func=lambda a: print(json.dumps(train(
-        a.model, a.data, epochs=a.epochs if a.epochs or a.steps else 1, steps=a.steps, batch_size=a.batch_size,
-        dtype=a.dtype, seed=a.seed, out=a.out, lr=a.lr, num_videos=a.num_videos, progress=not a.no_progress))))
+    parser.set_defaults(func=_command)
+
+
+def _command(args) -> None:
+    metrics = train(args.model, args.data, epochs=args.epochs if args.epochs or args.steps else 1, steps=args.steps,
+                    batch_size=args.batch_size, dtype=args.dtype, seed=args.seed, out=args.out, lr=args.lr,
+                    num_videos=args.num_videos, progress=not args.no_progress)
+    if world()[0] == 0:
+        print(json.dumps(metrics))
