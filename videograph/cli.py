@@ -12,6 +12,8 @@ __all__ = ["COMMAND_MODULES", "main"]
 COMMAND_MODULES = (
     "videograph.demo",        # demo, graphs
     "videograph.ablations",   # ablation NAME
+    "videograph.launch",      # train
+    "videograph.preprocess",  # preprocess
 )
 
 

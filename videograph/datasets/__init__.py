@@ -1,13 +1,14 @@
 r"""Datasets: seeded synthetic videos, and readers of real annotation formats."""
 from .formats import (ProposalListEntry, SomethingElseVideo, TemporalAnnotation, read_activitynet_json,
                       read_proposal_list, read_something_else, read_thumos14_annotations)
+from .store import GraphStore
 from .synthetic_confusable import SyntheticConfusable, confusable_classes
 from .synthetic import (ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticUntrimmed,
                         SyntheticVideo, UntrimmedVideo)
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",
-    "UntrimmedVideo", "SyntheticUntrimmed", "SyntheticConfusable", "confusable_classes",
+    "UntrimmedVideo", "SyntheticUntrimmed", "SyntheticConfusable", "confusable_classes", "GraphStore",
     "TemporalAnnotation", "ProposalListEntry", "SomethingElseVideo", "read_activitynet_json",
     "read_thumos14_annotations", "read_proposal_list", "read_something_else",
 ]

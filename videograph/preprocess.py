@@ -1,0 +1,160 @@
+r"""``python -m videograph preprocess LIST --kind tubelets|regions|proposals --out STORE``: inputs -> graphs -> a
+:class:`~videograph.datasets.GraphStore`, in shards that several processes write side by side.
+
+    python -m videograph preprocess LIST --kind proposals --out STORE                       # one process
+    python -m videograph preprocess LIST --kind proposals --out STORE --shard-index 1 --num-shards 2
+    torchrun --nproc-per-node=2 -m videograph preprocess LIST --kind proposals --out STORE   # RANK / WORLD_SIZE
+
+``LIST`` is, for ``proposals``, an SSN / P-GCN proposal list (one graph per video: its proposals with the list's
+labels); for ``tubelets`` / ``regions``, a video list in MMAction2's format (``path [label]`` a line, paths
+relative to the list's folder), each video built with ``videograph.build_graph(path, kind=...)``.
+
+The items are cut into consecutive blocks of ``shard_size``; block ``b`` is written by process
+``b mod num_shards`` as the store's shard ``b`` (:func:`~videograph.datasets.store.write_shard`), so the
+store's order is the list's whatever the number of processes, and n processes give the same store as one. A
+finished block has its shard JSON and is skipped when the command runs again, so a crashed run resumes where it
+stopped (losing at most one block per process). The process that finds every block finished writes the manifest.
+``<STORE>/source.json`` records the list (its SHA-256), the kind and the block size; a rerun with other inputs
+into the same folder is refused rather than mixed.
+"""
+import argparse
+import hashlib
+import json
+import os
+from typing import Callable, List, Optional
+
+from tqdm import tqdm
+
+from .datasets.store import MANIFEST, finalize_store, shard_name, write_shard
+
+__all__ = ["KINDS", "read_items", "preprocess", "register"]
+
+KINDS = ("tubelets", "regions", "proposals")
+
+
+def read_items(list_path: str, kind: str) -> list:
+    """The items of ``list_path``: :class:`~videograph.datasets.ProposalListEntry` for ``proposals``, else
+    ``(path, label or None)`` pairs."""
+    if kind not in KINDS:
+        raise ValueError(f"'kind' must be one of {KINDS}, got {kind!r}")
+    if not os.path.isfile(list_path):
+        raise FileNotFoundError(f"list file {list_path!r} does not exist")
+    if kind == "proposals":
+        from .datasets import read_proposal_list
+        return read_proposal_list(list_path)
+    root, items = os.path.dirname(os.path.abspath(list_path)), []
+    with open(list_path) as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) > 2:
+                raise ValueError(f"{list_path}:{number}: expected 'path [label]', got {line.strip()!r}")
+            label = None
+            if len(fields) == 2:
+                try:
+                    label = int(fields[1])
+                except ValueError:
+                    raise ValueError(f"{list_path}:{number}: the label must be an integer, got {fields[1]!r}") from None
+            items.append((os.path.join(root, fields[0]), label))
+    return items
+
+
+def _builder(kind: str, options: dict) -> Callable:
+    from .graph import build_graph
+
+    if kind == "proposals":
+        def build(entry):
+            data = build_graph(entry.proposals())
+            data.video = str(entry.video)
+            return data
+        return build
+
+    def build_video(item):
+        path, label = item
+        data = build_graph(path, kind=kind, progress=False, **options)
+        data.video = os.path.basename(path)
+        if label is not None:
+            import torch
+            data.y = torch.tensor([label])
+        return data
+    return build_video
+
+
+def _fingerprint(list_path: str, kind: str, shard_size: int, count: int) -> dict:
+    digest = hashlib.sha256()
+    with open(list_path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"list_sha256": digest.hexdigest(), "kind": kind, "shard_size": shard_size, "items": count}
+
+
+def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int] = None,
+               num_shards: Optional[int] = None, shard_size: int = 256, progress: bool = True,
+               **options) -> Optional[dict]:
+    """Writes this process's blocks of ``list_path`` into the store ``out`` (see the module docstring). Shard
+    index and count default to ``RANK`` / ``WORLD_SIZE`` (torchrun), else 0 / 1. ``options`` go to
+    ``build_graph`` (e.g. ``detector=`` for videos). Returns the manifest when this call finished the store,
+    else :obj:`None`."""
+    if shard_index is None:
+        shard_index = int(os.environ.get("RANK", "0"))
+    if num_shards is None:
+        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"'num_shards' must be a positive int, got {num_shards!r}")
+    if isinstance(shard_index, bool) or not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
+        raise ValueError(f"'shard_index' must be an int in [0, {num_shards}), got {shard_index!r}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"'shard_size' must be a positive int, got {shard_size!r}")
+    items = read_items(list_path, kind)
+    if not items:
+        raise ValueError(f"list file {list_path!r} has no items")
+    os.makedirs(out, exist_ok=True)
+    source = _fingerprint(list_path, kind, shard_size, len(items))
+    source_path = os.path.join(out, "source.json")
+    if os.path.exists(source_path):
+        with open(source_path) as handle:
+            known = json.load(handle)
+        if known != source:
+            raise ValueError(f"the store {out!r} was preprocessed from other inputs ({known}); remove it or choose "
+                             "another --out")
+    else:
+        tmp = f"{source_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as handle:
+            json.dump(source, handle, indent=1)
+        os.replace(tmp, source_path)
+    num_blocks = -(-len(items) // shard_size)
+    mine = [b for b in range(shard_index, num_blocks, num_shards)
+            if not os.path.exists(os.path.join(out, f"{shard_name(b)}.json"))]
+    build = _builder(kind, options)
+    bar = tqdm(total=sum(min(shard_size, len(items) - b * shard_size) for b in mine), disable=not progress,
+               desc=f"preprocess {shard_index}/{num_shards}", unit="graph")
+
+    def graphs(block: int):
+        for item in items[block * shard_size:(block + 1) * shard_size]:
+            yield build(item)
+            bar.update(1)
+
+    for block in mine:
+        write_shard(out, block, graphs(block))
+    bar.close()
+    done = all(os.path.exists(os.path.join(out, f"{shard_name(b)}.json")) for b in range(num_blocks))
+    if done and not os.path.exists(os.path.join(out, MANIFEST)):
+        return finalize_store(out, num_blocks)
+    return None
+
+
+def register(commands) -> None:
+    """Adds ``preprocess`` to the CLI's sub-commands."""
+    parser = commands.add_parser("preprocess", help="inputs -> graphs -> a sharded GraphStore (resumable)",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("list", help="proposal list (proposals) or video list 'path [label]' (tubelets, regions)")
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--out", required=True, help="the store folder")
+    parser.add_argument("--shard-index", type=int, default=None, help="this process's index (default: RANK or 0)")
+    parser.add_argument("--num-shards", type=int, default=None, help="processes (default: WORLD_SIZE or 1)")
+    parser.add_argument("--shard-size", type=int, default=256, help="graphs per store shard (default: 256)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=lambda a: preprocess(a.list, a.kind, a.out, shard_index=a.shard_index,
+                                                  num_shards=a.num_shards, shard_size=a.shard_size,
+                                                  progress=not a.no_progress))
