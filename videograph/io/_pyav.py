@@ -26,11 +26,11 @@ class PyAVBackend:
     """Decodes one video stream with PyAV.
 
     Frame numbering. At open the video packets are demuxed (not decoded) once: their count is the frame
-    count, whatever the header claims. Where the container stores real presentation timestamps (every
-    ``pts`` present and distinct, and out of order in decode order: the stream has B-frames), frame
-    ``i`` is the packet with the ``i``-th smallest ``pts`` and decoded frames are numbered by their
-    ``pts``. Otherwise (no reordering, or AVI, whose timestamps do not give the display order of its
-    reordered frames) frames are numbered by the decoder's output order, counted from the keyframe the decoder
+    count, whatever the header claims. Where the container stores presentation timestamps (every
+    ``pts`` present and distinct, and the container is not AVI), frame ``i`` is the packet with the
+    ``i``-th smallest ``pts`` and decoded frames are numbered by their ``pts``, whatever order the
+    packets come in. Otherwise (AVI, whose timestamps do not give the display order of reordered
+    frames) frames are numbered by the decoder's output order, counted from the keyframe the decoder
     was positioned on (a closed GOP's frames follow its keyframe in both orders).
 
     Seeking lands on a keyframe: a request for frame ``i`` positions the demuxer on the last keyframe at
@@ -75,10 +75,10 @@ class PyAVBackend:
         self.num_frames = n = len(pts)
         if n == 0:
             return
-        # Real presentation timestamps reveal themselves by coming out of order in decode order. AVI
-        # has none: what its demuxer reports as pts does not survive MPEG-4 packed B-frames.
+        # AVI stores no presentation timestamps: what its demuxer reports as pts are decode times, or
+        # guesses that MPEG-4 packed B-frames break.
         real_pts = ("avi" not in self.container.format.name.split(",") and None not in pts
-                    and len(set(pts)) == n and any(b < a for a, b in zip(pts, pts[1:])))
+                    and len(set(pts)) == n)
         self.by_pts = real_pts
         key = np.asarray(key, dtype=bool)
         key[0] = True  # decoding always starts at the first packet
