@@ -169,6 +169,26 @@ def test_seek_decodes_forward_from_the_keyframe(barcode_video, oracles):
             assert oracles.read_barcode(reader[i][None])[0] == i
 
 
+@pytest.mark.parametrize("codec, options, seeks", [
+    ("libx264", {"g": "12", "bf": "3", "x264-params": "b-adapt=0"}, False),  # B-frames: from the start
+    ("mpeg4", {"g": "12", "bf": "2"}, False),  # open GOPs: leading B-frames follow each keyframe
+    ("mpeg4", {"g": "12", "bf": "0"}, True),  # no reordering: every keyframe is an entry point
+])
+def test_avi_is_numbered_in_decoder_order(tmp_path, oracles, codec, options, seeks):
+    path = tmp_path / f"barcode_{codec}.avi"
+    n = 60
+    write_video(path, oracles.barcode_frames(n), fps=25, codec=codec, options=options)
+    expected = oracles.ffmpeg_decode(path, oracles.H, oracles.W)
+    assert (oracles.read_barcode(expected) == np.arange(n)).all()
+    with VideoReader(path) as reader:
+        assert len(reader) == n and not reader._backend.by_pts
+        assert (len(reader._backend.key_index) > 1) == seeks
+        perm = np.random.default_rng(0).permutation(n)
+        assert torch.equal(reader.get_frames_at(perm), torch.from_numpy(expected[perm]))
+        for i in (41, 13, 59, 24, 25, 0):  # single reads, backward and forward
+            assert torch.equal(reader[i], torch.from_numpy(expected[i]))
+
+
 def test_threading_is_on_and_does_not_change_frames(barcode_video):
     path, n = barcode_video
     with VideoReader(path) as threaded, VideoReader(path, num_threads=1) as single:
@@ -191,6 +211,29 @@ def test_write_video_round_trip(tmp_path, oracles):
     with VideoReader(path) as reader:
         assert reader.metadata.fps == pytest.approx(12.5)
         assert torch.equal(reader[:], torch.from_numpy(decoded))
+
+
+def test_write_video_from_an_iterable(tmp_path, oracles):
+    frames = oracles.barcode_frames(15)
+    path = tmp_path / "gen.mp4"
+    assert write_video(path, (torch.from_numpy(f) for f in frames), fps=10) == 15
+    decoded = oracles.ffmpeg_decode(path, oracles.H, oracles.W)
+    assert (oracles.read_barcode(decoded) == np.arange(15)).all()
+    with pytest.raises(ValueError, match="shape"):
+        write_video(tmp_path / "bad.mp4", [frames[0], frames[1, :32]], fps=10)
+    with pytest.raises(ValueError, match="no frame"):
+        write_video(tmp_path / "none.mp4", iter(()), fps=10)
+
+
+def test_reader_pickles_by_path(barcode_video, oracles):
+    import pickle
+    path, n = barcode_video
+    with VideoReader(path, errors="truncate", num_threads=1) as reader:
+        reader[5]
+        clone = pickle.loads(pickle.dumps(reader))  # what a DataLoader worker receives
+    with clone:
+        assert (clone.errors, clone.metadata) == ("truncate", reader.metadata)
+        assert (oracles.read_barcode(clone.get_frames_at([7, 2])) == [7, 2]).all()
 
 
 @pytest.mark.parametrize("frames, fps, error", [

@@ -31,7 +31,8 @@ class PyAVBackend:
     ``i``-th smallest ``pts`` and decoded frames are numbered by their ``pts``, whatever order the
     packets come in. Otherwise (AVI, whose timestamps do not give the display order of reordered
     frames) frames are numbered by the decoder's output order, counted from the keyframe the decoder
-    was positioned on (a closed GOP's frames follow its keyframe in both orders).
+    was positioned on; where the stream reorders frames (B-frames) that count is only sure from the
+    first frame, so such files are decoded forward from their start (see ``_index``).
 
     Seeking lands on a keyframe: a request for frame ``i`` positions the demuxer on the last keyframe at
     or before ``i`` and decodes forward; a request that lies ahead of the current position, in the same
@@ -53,8 +54,10 @@ class PyAVBackend:
             self.stream.thread_type = "AUTO"  # frame + slice threading
             self.stream.thread_count = int(num_threads)
             self._gen: Optional[Iterator[Tuple[int, "av.VideoFrame"]]] = None
+            self._first = None
             self._cursor = -1  # index of the next frame _gen yields (-1: no generator)
             first = self._first_frame()
+            self._first = first  # reused by a read that starts at frame 0 right after the open
             self.rotation = int(first.rotation or 0) if hasattr(first, "rotation") else 0
             h, w = first.height, first.width
             self.height, self.width = (w, h) if self.rotation % 180 else (h, w)
@@ -90,8 +93,15 @@ class PyAVBackend:
             self.key_index = key_rank  # presentation index of each keyframe
             self.key_ts = self.pts_sorted[key_rank]  # seek target of each
         else:
-            pos = np.flatnonzero(key)
-            self.key_index = pos  # decode position == first presentation index of a closed GOP
+            # Decode-order numbering. Without reordering, a keyframe's decode position is its display
+            # index. With reordering (B-frames) and no presentation timestamps, a keyframe may be
+            # followed in decode order by frames shown before it (an open GOP), which a decoder drops
+            # after a seek: nothing tells its display index without decoding, so the only entry point
+            # is the first frame and every read decodes forward from there (or from where it is).
+            reorders = bool(s.codec_context.has_b_frames) or any(
+                a is not None and b is not None and b < a for a, b in zip(pts, pts[1:]))
+            pos = np.flatnonzero(key) if not reorders else np.zeros(1, dtype=np.int64)
+            self.key_index = pos  # decode position == display index of each usable entry point
             stamps = [d if d is not None else p for p, d in zip(pts, dts)]
             self._pos = {}
             for i, t in enumerate(stamps):
@@ -178,6 +188,10 @@ class PyAVBackend:
         3]``). Returns the error that stopped decoding, ``None`` when every frame came; frames are
         decoded in increasing order, so on an error ``out`` holds exactly the frames before its index."""
         i, n = 0, len(wanted)
+        first, self._first = self._first, None
+        if first is not None and n and wanted[0] == 0 and self._cursor == 1:
+            out[0] = rotate(first.to_ndarray(format="rgb24"), self.rotation)
+            i = 1
         while i < n:
             target = int(wanted[i])
             try:

@@ -91,6 +91,7 @@ class VideoReader:
                              "system FFmpeg libraries (pip install 'videograph[torchcodec]')")
         self.path = path
         self.errors = errors
+        self._args = {"backend": backend, "errors": errors, "num_threads": num_threads}
         self._backend = self._decoder = None
         try:
             self._backend = PyAVBackend(path, num_threads)
@@ -138,6 +139,13 @@ class VideoReader:
             setattr(self, name, None)
             if obj is not None:
                 obj.close()
+
+    def __getstate__(self) -> dict:
+        # An open container does not pickle: a copy (a DataLoader worker's) reopens the file.
+        return {"path": self.path, "args": self._args}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], **state["args"])
 
     def __len__(self) -> int:
         return self.metadata.num_frames
