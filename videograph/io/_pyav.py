@@ -139,7 +139,11 @@ class PyAVBackend:
         for packet in self.container.demux(self.stream):
             if count is None and not self.by_pts and packet.size:
                 t = packet.dts if packet.dts is not None else packet.pts
-                count = self._pos.get(int(t), 0) if t is not None else 0
+                count = self._pos.get(int(t)) if t is not None else None
+                if count is None:  # landed on a packet the index does not know: from the start
+                    self.container.seek(0)
+                    count = 0
+                    continue
             try:
                 frames = packet.decode()
             except av.FFmpegError as e:
@@ -162,10 +166,10 @@ class PyAVBackend:
             return frame
         raise AssertionError("unreachable")
 
-    def _iter_at(self, target: int) -> Iterator[Tuple[int, "av.VideoFrame"]]:
+    def _iter_at(self, target: int, from_start: bool = False) -> Iterator[Tuple[int, "av.VideoFrame"]]:
         """The frame generator positioned so that its next yields reach ``target``."""
-        k = int(np.searchsorted(self.key_index, target, side="right")) - 1
-        if self._gen is None or not (self.key_index[k] <= self._cursor <= target):
+        k = 0 if from_start else int(np.searchsorted(self.key_index, target, side="right")) - 1
+        if from_start or self._gen is None or not (self.key_index[k] <= self._cursor <= target):
             if self._gen is not None:
                 self._gen.close()
             self._gen = self._frames_from(k)
@@ -192,13 +196,17 @@ class PyAVBackend:
         if first is not None and n and wanted[0] == 0 and self._cursor == 1:
             out[0] = rotate(first.to_ndarray(format="rgb24"), self.rotation)
             i = 1
+        retried = -1
         while i < n:
             target = int(wanted[i])
             try:
-                for index, frame in self._iter_at(target):
+                for index, frame in self._iter_at(target, from_start=retried == target):
                     if index < target:
                         continue
                     if index > target:  # the decoder skipped the target
+                        if retried != target:
+                            retried = target  # a seek that landed past it: once more from the start
+                            break
                         raise DecodeError(target, "the decoder skipped it")
                     out[i] = rotate(frame.to_ndarray(format="rgb24"), self.rotation)
                     i += 1
