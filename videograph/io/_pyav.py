@@ -83,6 +83,7 @@ class PyAVBackend:
         real_pts = ("avi" not in self.container.format.name.split(",") and None not in pts
                     and len(set(pts)) == n)
         self.by_pts = real_pts
+        self.reorders = True  # whether frames may be shown in another order than decoded
         key = np.asarray(key, dtype=bool)
         key[0] = True  # decoding always starts at the first packet
         if real_pts:
@@ -98,7 +99,7 @@ class PyAVBackend:
             # followed in decode order by frames shown before it (an open GOP), which a decoder drops
             # after a seek: nothing tells its display index without decoding, so the only entry point
             # is the first frame and every read decodes forward from there (or from where it is).
-            reorders = bool(s.codec_context.has_b_frames) or any(
+            self.reorders = reorders = bool(s.codec_context.has_b_frames) or any(
                 a is not None and b is not None and b < a for a, b in zip(pts, pts[1:]))
             pos = np.flatnonzero(key) if not reorders else np.zeros(1, dtype=np.int64)
             self.key_index = pos  # decode position == display index of each usable entry point
