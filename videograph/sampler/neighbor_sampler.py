@@ -82,9 +82,12 @@ class NeighborSampler(BaseSampler):
             neighbourhood whole (P-GCN does not sample at test time); can be
             switched later through the :obj:`sample` attribute.
             (default: :obj:`True`)
-        generator (torch.Generator, optional): The source of randomness; in
-            data-loading worker processes, each worker replaces its copy by
-            one seeded from the worker's seed. (default: :obj:`None`)
+        generator (torch.Generator, optional): The source of randomness. In
+            data-loading worker :math:`w`, the sampler draws from a generator
+            seeded with a number drawn from its copy of this one plus
+            :math:`w` (as :class:`torch.utils.data.DataLoader` seeds its
+            workers), so this seed alone decides the draws of every worker.
+            (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -273,13 +276,17 @@ class NeighborSampler(BaseSampler):
         return target, candidate.index_select(0, first.index_select(0, target) + offset)
 
     def _fork_generator_in_worker(self):
-        # Data-loading workers receive copies of the generator in the same state and would all draw the
-        # same numbers; give each its own stream, seeded from the worker's (per epoch) seed, which the
-        # loader derives from its own generator.
+        # Data-loading workers receive copies of the generator in one state and would all draw the same
+        # numbers. As torch's DataLoader seeds worker w with base_seed + w, base_seed drawn from its own
+        # generator, each worker's stream is seeded with a base drawn from its copy of the user's
+        # generator plus the worker id: the user's seed alone decides every worker's draws (not the
+        # loader's seed, nor the global RNG). A loader that shares this generator (NeighborLoader does)
+        # advances it in the main process at every epoch, so fresh workers get fresh streams.
         info = torch.utils.data.get_worker_info()
         if self.generator is None or info is None or self._worker_seed == info.seed:
             return
-        self.generator = torch.Generator().manual_seed(info.seed)
+        base = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
+        self.generator = torch.Generator().manual_seed((base + info.id) % 2**64)
         self._worker_seed = info.seed
 
     def _check_seeds(self, seed: Tensor) -> Tensor:
