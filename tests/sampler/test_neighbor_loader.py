@@ -184,11 +184,21 @@ def test_worker_streams_follow_the_sampler_generator_not_the_global_rng(make_pro
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
 
+@pytest.mark.parametrize("share_generator", [False, True])
 @pytest.mark.parametrize("persistent_workers", [False, True])
-def test_worker_streams_change_between_epochs(make_proposal_batch, persistent_workers):
-    data = make_proposal_batch(num_videos=1, num_proposals=40)
+def test_worker_streams_change_between_epochs(make_proposal_batch, persistent_workers, share_generator):
+    # share_generator=False: only the sampler has the generator, so nothing advances it in the main process.
+    data = make_proposal_batch(num_videos=1, num_proposals=40).to_data_list()[0]
     hub = int(torch.bincount(data.edge_index[1]).argmax())
-    loader = NeighborLoader(data, [3], input_nodes=torch.full((64, ), hub), batch_size=16, num_workers=2,
-                            persistent_workers=persistent_workers, generator=torch.Generator().manual_seed(0))
-    first, second = [mb.e_id for mb in loader], [mb.e_id for mb in loader]
+
+    def epochs(seed):
+        generator = torch.Generator().manual_seed(seed)
+        sampler = NeighborSampler(data, [3], generator=generator)
+        loader = NodeLoader(data, node_sampler=sampler, input_nodes=torch.full((64, ), hub), batch_size=16,
+                            num_workers=2, persistent_workers=persistent_workers,
+                            generator=generator if share_generator else None)
+        return [[mb.e_id for mb in loader] for _ in range(2)]
+
+    (first, second), (again_first, again_second) = epochs(0), epochs(0)
     assert not all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first + second, again_first + again_second))
