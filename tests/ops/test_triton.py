@@ -125,6 +125,7 @@ def to(tensor, stride, dtype=None):
 @pytest.mark.parametrize('stride', STRIDES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_gather_sum_launchers(kernels, index_dtype, stride, dtype, generator):
+    # float32 accumulates in float32, float64 in float64 (IS_FP64).
     # S = 37, F = 130: a partial second block in both grid dimensions.
     table = torch.randn(11, 130, generator=generator, dtype=dtype)
     index = torch.randint(0, 11, (37, 5), generator=generator)
