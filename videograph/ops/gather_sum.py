@@ -43,6 +43,9 @@ def gather_sum(
     beat ``embedding_bag``; that could not be measured here (this package was
     built on a CPU-only machine, where the kernels run in triton's
     interpreter for testing only). ``'torch_scatter'`` has no such kernel.
+    On every backend the backward is the operator
+    ``videograph::gather_sum_backward``, whose own gradient is
+    :func:`gather_sum`, so derivatives of every order are exact.
 
     Args:
         table (torch.Tensor): The rows to gather, floating point.
@@ -81,7 +84,7 @@ def gather_sum(
 
 
 def _gather_sum_kernel(table: Tensor, index: Tensor, backend: str) -> Tensor:
-    r"""The registered operator behind :func:`gather_sum`: arguments are
+    r"""The kernel of ``videograph::gather_sum``: arguments are
     checked and ``backend`` resolved; the values of ``index`` are checked
     here."""
     if backend == 'torch' and index.device.type == 'cpu':
@@ -103,9 +106,10 @@ def _gather_sum_fake(table: Tensor, index: Tensor, backend: str) -> Tensor:
     return table.new_empty(index.size(0), table.size(1))
 
 
-def _gather_sum_backward_kernel(grad_out: Tensor, index: Tensor, num_rows: int,
-                            backend: str) -> Tensor:
-    r"""``grad_table[m] = sum_{(s, w): index[s, w] = m} grad_out[s]``, the
+def _gather_sum_backward_kernel(grad_out: Tensor, index: Tensor,
+                                num_rows: int, backend: str) -> Tensor:
+    r"""The kernel of ``videograph::gather_sum_backward``:
+    ``grad_table[m] = sum_{(s, w): index[s, w] = m} grad_out[s]``, the
     gradient of :func:`gather_sum` (the values of ``index`` were checked by
     the forward). It is linear in ``grad_out`` and its own gradient is
     :func:`gather_sum` again, so every order of derivative is exact, on
@@ -121,8 +125,8 @@ def _gather_sum_backward_kernel(grad_out: Tensor, index: Tensor, num_rows: int,
     return grad_table
 
 
-def _gather_sum_backward_fake(grad_out: Tensor, index: Tensor, num_rows: int,
-      backend: str) -> Tensor:
+def _gather_sum_backward_fake(grad_out: Tensor, index: Tensor,
+                              num_rows: int, backend: str) -> Tensor:
     return grad_out.new_empty(num_rows, grad_out.size(1))
 
 

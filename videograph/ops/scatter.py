@@ -52,7 +52,10 @@ def scatter(
             along :obj:`dim` (``int32`` or ``int64``, non-negative).
         dim (int, optional): The dimension to reduce along. (default: ``0``)
         dim_size (int, optional): The size of the output along :obj:`dim`;
-            :obj:`None` means ``index.max() + 1``. (default: :obj:`None`)
+            :obj:`None` means ``index.max() + 1``, which reads :obj:`index`
+            back to the host (one synchronisation on CUDA, a graph break
+            under :func:`torch.compile`); give it where known.
+            (default: :obj:`None`)
         reduce (str, optional): ``'sum'``, ``'mean'``, ``'max'`` or ``'min'``.
             (default: ``'sum'``)
         backend (str, optional): ``'auto'``, ``'torch'``, ``'triton'`` or
@@ -104,8 +107,8 @@ def scatter(
 
 
 def _scatter_kernel(src: Tensor, index: Tensor, dim: int, dim_size: int,
-                reduce: str, backend: str) -> Tensor:
-    r"""The registered operator behind :func:`scatter`: arguments are
+                    reduce: str, backend: str) -> Tensor:
+    r"""The kernel of ``videograph::scatter``, behind :func:`scatter`: arguments are
     checked, ``dim`` is non-negative and ``backend`` resolved; the values of
     ``index`` are checked here (see
     :func:`~videograph.ops._dispatch.check_index_range`)."""
@@ -120,8 +123,8 @@ def _scatter_kernel(src: Tensor, index: Tensor, dim: int, dim_size: int,
     return scatter_torch(src, index, dim, dim_size, reduce)
 
 
-def _scatter_fake(src: Tensor, index: Tensor, dim: int, dim_size: int, reduce: str,
-      backend: str) -> Tensor:
+def _scatter_fake(src: Tensor, index: Tensor, dim: int, dim_size: int,
+                  reduce: str, backend: str) -> Tensor:
     return src.new_empty(_out_shape(src, dim, dim_size))
 
 

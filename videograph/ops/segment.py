@@ -103,8 +103,8 @@ def check_ptr(ptr: Tensor, num_rows: int) -> None:
 
 
 def _segment_kernel(src: Tensor, ptr: Tensor, reduce: str,
-                backend: str) -> Tensor:
-    r"""The registered operator behind :func:`segment`: arguments are
+                    backend: str) -> Tensor:
+    r"""The kernel of ``videograph::segment``: arguments are
     checked and ``backend`` resolved; the values of ``ptr`` are checked
     here (:func:`check_ptr`)."""
     check_ptr(ptr, src.size(0))
@@ -117,7 +117,8 @@ def _segment_kernel(src: Tensor, ptr: Tensor, reduce: str,
     return scatter_torch(src, index, 0, ptr.numel() - 1, reduce)
 
 
-def _segment_fake(src: Tensor, ptr: Tensor, reduce: str, backend: str) -> Tensor:
+def _segment_fake(src: Tensor, ptr: Tensor, reduce: str,
+                  backend: str) -> Tensor:
     return src.new_empty((ptr.size(0) - 1, ) + tuple(src.shape[1:]))
 
 
