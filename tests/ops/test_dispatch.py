@@ -144,3 +144,99 @@ def test_environment_forces_triton_in_a_fresh_process():
     ran = run_python(late)
     assert ran.returncode != 0
     assert 'compiled for the GPU' in ran.stderr
+
+
+@pytest.fixture
+def deterministic():
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.mark.usefixtures('no_env', 'deterministic')
+def test_auto_avoids_atomic_sums_in_deterministic_mode(monkeypatch):
+    monkeypatch.setattr(videograph.typing, 'WITH_TRITON', True)
+    monkeypatch.setattr(videograph.typing, 'WITH_TORCH_SCATTER', False)
+    # Atomic additions: scatter sum/mean, gather_sum's backward.
+    for reduce in ('sum', 'mean'):
+        assert resolve_backend('scatter', None, [fake_tensor()],
+                               reduce) == 'torch'
+    assert resolve_backend('gather_sum', None,
+                           [fake_tensor(requires_grad=True)]) == 'torch'
+    # Order-independent kernels stay: atomic max/min, segment, a gather.
+    for reduce in ('max', 'min'):
+        assert resolve_backend('scatter', None, [fake_tensor()],
+                               reduce) == 'triton'
+    for reduce in ('sum', 'mean', 'max', 'min'):
+        assert resolve_backend('segment', None, [fake_tensor()],
+                               reduce) == 'triton'
+    assert resolve_backend('gather_sum', None, [fake_tensor()]) == 'triton'
+    with torch.no_grad():
+        assert resolve_backend('gather_sum', None,
+                               [fake_tensor(requires_grad=True)]) == 'triton'
+
+
+@pytest.mark.usefixtures('no_env', 'deterministic')
+def test_forced_atomic_sums_refuse_in_deterministic_mode(monkeypatch):
+    monkeypatch.setattr(videograph.typing, 'WITH_TRITON', True)
+    with pytest.raises(ValueError, match='not deterministic'):
+        resolve_backend('scatter', 'triton', [fake_tensor()], 'sum')
+    monkeypatch.setenv(ENV_VAR, 'triton')
+    with pytest.raises(ValueError, match='not deterministic'):
+        resolve_backend('gather_sum', None, [fake_tensor(requires_grad=True)])
+    # Like PyTorch's own alerts, warn_only=True turns the error into a warning.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    with pytest.warns(UserWarning, match='not deterministic'):
+        assert resolve_backend('scatter', 'triton', [fake_tensor()],
+                               'mean') == 'triton'
+
+
+@pytest.mark.usefixtures('no_env', 'deterministic')
+def test_deterministic_mode_changes_nothing_on_cpu(generator):
+    # CPU kernels (PyTorch's and the interpreter's) are serial.
+    src = torch.randn(20, 3, generator=generator)
+    index = torch.randint(0, 4, (20, ), generator=generator)
+    assert resolve_backend('scatter', None, [src], 'sum') == 'torch'
+    if videograph.typing.WITH_TRITON and not torch.cuda.is_available():
+        torch.testing.assert_close(
+            scatter(src, index, 0, 4, backend='triton'),
+            scatter(src, index, 0, 4, backend='torch'))
+
+
+def test_index_checks_never_read_values_when_the_size_is_given():
+    # On the meta device values cannot be read at all (as a host read of a
+    # CUDA tensor would synchronise); with the output size given, every op
+    # must run there without reading them.
+    src = torch.empty(10, 4, device='meta')
+    index = torch.empty(10, dtype=torch.long, device='meta')
+    assert scatter(src, index, 0, 7, 'max').shape == (7, 4)
+    from videograph.ops import segment
+    ptr = torch.empty(4, dtype=torch.long, device='meta')
+    assert segment(src, ptr, 'sum').shape == (3, 4)
+    slots = torch.empty(5, 3, dtype=torch.long, device='meta')
+    assert gather_sum(src, slots).shape == (5, 4)
+
+
+def test_index_range_check_reads_the_host_only_when_needed(monkeypatch):
+    from videograph.ops._dispatch import check_index_range
+    reads, queued = [], []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, 'tolist',
+                        lambda self: reads.append(1) or tolist(self))
+    monkeypatch.setattr(torch, '_assert_async',
+                        lambda *args: queued.append(args))
+    meta = torch.empty(8, dtype=torch.long, device='meta')
+    # A device tensor with the size given: queued on the device, no read.
+    assert check_index_range(meta, 5, 'index', 'dim_size') == 5
+    assert reads == [] and len(queued) == 1
+    assert 'dim_size=5' in queued[0][1]
+    # CPU tensors are checked on the host (no device to wait for) ...
+    with pytest.raises(ValueError, match='out of range'):
+        check_index_range(torch.tensor([0, 5]), 5, 'index', 'dim_size')
+    assert len(reads) == 1
+    # ... and without a size the values decide the output shape.
+    assert check_index_range(torch.tensor([0, 5]), None, 'index',
+                             'dim_size') == 6
+    assert len(reads) == 2 and len(queued) == 1

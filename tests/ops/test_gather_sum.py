@@ -65,12 +65,33 @@ def test_gradcheck(backend, generator):
                              (table, ))
 
 
-def test_torch_path_is_twice_differentiable(generator):
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_twice_differentiable(backend, generator):
     table = torch.randn(4, 2, generator=generator, dtype=torch.float64,
                         requires_grad=True)
     index = torch.tensor([[0, 3], [3, 3], [1, 2]])
-    torch.autograd.gradgradcheck(lambda t: gather_sum(t, index, 'torch'),
+    torch.autograd.gradgradcheck(lambda t: gather_sum(t, index, backend),
                                  (table, ))
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_second_order_gradient_matches_materialised(backend, generator):
+    # The Hessian-vector product of a loss quadratic in the output: zero if
+    # the backward were once-differentiable and its graph dropped.
+    table = torch.randn(6, 3, generator=generator, dtype=torch.float64,
+                        requires_grad=True)
+    index = torch.randint(0, 6, (9, 4), generator=generator)
+    vector = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+
+    def hvp(fn):
+        grad, = torch.autograd.grad(fn(table).pow(2).sum(), table,
+                                    create_graph=True)
+        return torch.autograd.grad((grad * vector).sum(), table)[0]
+
+    expected = hvp(lambda t: t[index].sum(1))
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(hvp(lambda t: gather_sum(t, index, backend)),
+                               expected)
 
 
 @pytest.mark.parametrize('backend', BACKENDS)

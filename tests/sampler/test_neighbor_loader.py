@@ -162,3 +162,43 @@ def test_neighbor_loader_without_sampling_takes_whole_neighbourhoods(make_propos
     for mb in loader:
         fanout = torch.bincount(mb.edge_index[1], minlength=mb.num_nodes)[:mb.batch_size]
         assert torch.equal(fanout, in_degree[mb.n_id[:mb.batch_size]])
+
+
+def test_worker_streams_follow_the_sampler_generator_not_the_global_rng(make_proposal_batch):
+    # PyG's NodeLoader given only the sampler's generator: the loader's worker seeds then come from the
+    # global RNG, which must not decide the draws (the user's seed must).
+    data = make_proposal_batch(num_videos=1, num_proposals=40).to_data_list()[0]
+    hub = int(torch.bincount(data.edge_index[1]).argmax())  # many neighbours: two draws rarely agree
+
+    def epoch(seed, global_seed):
+        sampler = NeighborSampler(data, [3], generator=torch.Generator().manual_seed(seed))
+        loader = NodeLoader(data, node_sampler=sampler, input_nodes=torch.full((64, ), hub), batch_size=16,
+                            num_workers=2)
+        with torch.random.fork_rng():
+            torch.manual_seed(global_seed)
+            return [mb.e_id for mb in loader]
+
+    first, again, other = epoch(0, global_seed=1), epoch(0, global_seed=2), epoch(1, global_seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], first[1])  # batches 0 and 1 went to different workers
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize("share_generator", [False, True])
+@pytest.mark.parametrize("persistent_workers", [False, True])
+def test_worker_streams_change_between_epochs(make_proposal_batch, persistent_workers, share_generator):
+    # share_generator=False: only the sampler has the generator, so nothing advances it in the main process.
+    data = make_proposal_batch(num_videos=1, num_proposals=40).to_data_list()[0]
+    hub = int(torch.bincount(data.edge_index[1]).argmax())
+
+    def epochs(seed):
+        generator = torch.Generator().manual_seed(seed)
+        sampler = NeighborSampler(data, [3], generator=generator)
+        loader = NodeLoader(data, node_sampler=sampler, input_nodes=torch.full((64, ), hub), batch_size=16,
+                            num_workers=2, persistent_workers=persistent_workers,
+                            generator=generator if share_generator else None)
+        return [[mb.e_id for mb in loader] for _ in range(2)]
+
+    (first, second), (again_first, again_second) = epochs(0), epochs(0)
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first + second, again_first + again_second))

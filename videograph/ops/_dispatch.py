@@ -7,12 +7,20 @@ One function, :func:`resolve_backend`, decides which implementation runs:
    call time, so tests and benchmarks can set it) forces one;
 3. otherwise ``'auto'`` picks Triton for CUDA tensors when triton is
    importable, torch-scatter where it is known to be faster than PyTorch, and
-   pure PyTorch everywhere else.
+   pure PyTorch everywhere else; under
+   :func:`torch.use_deterministic_algorithms` it never picks a kernel that
+   sums through atomics.
 
 A forced backend that cannot run the call raises a :class:`ValueError` that
 says why; nothing silently falls back.
+
+Value checks of index tensors (:func:`check_index_range`) read values on the
+host only where that costs no device synchronisation (CPU tensors) or where
+the output shape depends on them (``dim_size=None``); on other devices they
+are queued on the device with :func:`torch._assert_async`.
 """
 import os
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -70,16 +78,30 @@ def resolve_backend(
     values = tensors[0]
     if backend == 'auto':
         if values.is_cuda and videograph.typing.WITH_TRITON \
-                and values.dtype in TRITON_DTYPES:
+                and values.dtype in TRITON_DTYPES \
+                and not (torch.are_deterministic_algorithms_enabled()
+                         and atomic_sums('triton', op, values, reduce)):
             return 'triton'
         # PyG's measurements (torch_geometric/utils/_scatter.py): on CUDA with
         # gradients, torch-scatter's min/max beat `scatter_reduce`, whose
-        # backward is slow; on CPU PyTorch is as fast.
+        # backward is slow; on CPU PyTorch is as fast. Atomic max/min are
+        # order-independent, so this holds in deterministic mode too.
         if (values.is_cuda and videograph.typing.WITH_TORCH_SCATTER
                 and op in ('scatter', 'segment') and reduce in ('max', 'min')
                 and values.requires_grad):
             return 'torch_scatter'
         return 'torch'
+
+    if torch.are_deterministic_algorithms_enabled() \
+            and atomic_sums(backend, op, values, reduce):
+        message = (f"`backend='{backend}'` computes {op} with reduce="
+                   f"'{reduce or 'sum'}' through atomic additions, which "
+                   f"are not deterministic, but "
+                   f"torch.use_deterministic_algorithms(True) is set; use "
+                   f"backend='torch' or 'auto'")
+        if not torch.is_deterministic_algorithms_warn_only_enabled():
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
 
     if backend == 'triton':
         if not videograph.typing.WITH_TRITON:
@@ -103,6 +125,25 @@ def resolve_backend(
             raise ValueError("`backend='torch_scatter'` has no gather_sum "
                              "kernel; use 'torch' or 'triton'")
     return backend
+
+
+def atomic_sums(backend: str, op: str, values: Tensor,
+                reduce: Optional[str]) -> bool:
+    r"""Whether ``backend`` runs ``op`` (or, when :obj:`values` needs a
+    gradient, its backward) through atomic additions on CUDA, whose order,
+    and so whose rounding, changes from run to run. Atomic max/min do not
+    depend on the order."""
+    if not values.is_cuda:
+        return False  # the interpreter and PyTorch's CPU kernels are serial
+    if backend == 'triton':
+        if op == 'scatter':
+            return reduce in ('sum', 'mean')
+        if op == 'gather_sum':  # an atomic backward, a gather forward
+            return values.requires_grad and torch.is_grad_enabled()
+        return False  # segment: one program per segment, no atomics
+    if backend == 'torch_scatter':
+        return op == 'scatter' and reduce in ('sum', 'mean')
+    return False  # PyTorch enforces its own deterministic mode
 
 
 def check_tensor(value: object, name: str) -> Tensor:
@@ -133,10 +174,23 @@ def check_reduce(reduce: str) -> None:
 def check_index_range(index: Tensor, size: Optional[int], name: str,
                       size_name: str) -> int:
     r"""Checks ``0 <= index < size`` and returns ``size`` (or
-    ``index.max() + 1`` if ``size`` is :obj:`None`)."""
+    ``index.max() + 1`` if ``size`` is :obj:`None`).
+
+    Only ``size=None`` on a device other than the CPU synchronises with the
+    host, as :func:`torch_geometric.utils.scatter` does: the output shape
+    depends on the values then. With ``size`` given, CPU tensors are checked
+    on the host (which waits for nothing) and raise :class:`ValueError`;
+    tensors on other devices are checked asynchronously on the device
+    (:func:`torch._assert_async`), so an out-of-range value surfaces as a
+    device-side error at the next synchronisation.
+    """
     if index.numel() == 0:
         return 0 if size is None else size
-    lo, hi = torch.stack(torch.aminmax(index)).tolist()  # one host sync
+    if size is not None and index.device.type != 'cpu':
+        torch._assert_async(((index >= 0) & (index < size)).all(),
+                            f"`{name}` must lie in [0, {size_name}={size})")
+        return size
+    lo, hi = torch.stack(torch.aminmax(index)).tolist()  # a host read
     if lo < 0:
         raise ValueError(f"`{name}` must be non-negative "
                          f"(found the value {lo})")

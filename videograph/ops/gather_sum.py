@@ -1,4 +1,4 @@
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from videograph.ops._dispatch import (
     load_triton,
     resolve_backend,
 )
+from videograph.ops._library import Op
 
 
 def gather_sum(
@@ -42,6 +43,9 @@ def gather_sum(
     beat ``embedding_bag``; that could not be measured here (this package was
     built on a CPU-only machine, where the kernels run in triton's
     interpreter for testing only). ``'torch_scatter'`` has no such kernel.
+    On every backend the backward is the operator
+    ``videograph::gather_sum_backward``, whose own gradient is
+    :func:`gather_sum`, so derivatives of every order are exact.
 
     Args:
         table (torch.Tensor): The rows to gather, floating point.
@@ -76,24 +80,43 @@ def gather_sum(
                          f"(got shape {tuple(index.shape)})")
 
     backend = resolve_backend('gather_sum', backend, (table, index))
-    if backend == 'torch' and not index.is_cuda:
+    return _GATHER_SUM(table, index, backend)
+
+
+def _gather_sum_kernel(table: Tensor, index: Tensor, backend: str) -> Tensor:
+    r"""The kernel of ``videograph::gather_sum``: arguments are
+    checked and ``backend`` resolved; the values of ``index`` are checked
+    here."""
+    if backend == 'torch' and index.device.type == 'cpu':
         # On CPU embedding_bag checks every index itself, so the separate
         # pass over `index` (a few % of the op) runs only to word the error.
         try:
-            return _TorchGatherSum.apply(table, index)
+            return _gather_sum_torch(table, index)
         except RuntimeError as error:
             failure = error
         check_index_range(index, table.size(0), 'index', 'table.size(0)')
         raise failure
     check_index_range(index, table.size(0), 'index', 'table.size(0)')
     if backend == 'triton':
-        load_triton((table, index))
-        return _TritonGatherSum.apply(table, index)
-    return _TorchGatherSum.apply(table, index)
+        return load_triton((table, index)).gather_sum_forward(table, index)
+    return _gather_sum_torch(table, index)
 
 
-def _gather_sum_backward_torch(grad_out: Tensor, index: Tensor,
-                               num_rows: int) -> Tensor:
+def _gather_sum_fake(table: Tensor, index: Tensor, backend: str) -> Tensor:
+    return table.new_empty(index.size(0), table.size(1))
+
+
+def _gather_sum_backward_kernel(grad_out: Tensor, index: Tensor,
+                                num_rows: int, backend: str) -> Tensor:
+    r"""The kernel of ``videograph::gather_sum_backward``:
+    ``grad_table[m] = sum_{(s, w): index[s, w] = m} grad_out[s]``, the
+    gradient of :func:`gather_sum` (the values of ``index`` were checked by
+    the forward). It is linear in ``grad_out`` and its own gradient is
+    :func:`gather_sum` again, so every order of derivative is exact, on
+    every backend."""
+    if backend == 'triton':
+        return load_triton((grad_out, index)).gather_sum_backward(
+            grad_out, index, num_rows, grad_out.dtype)
     # One index_add_ per slot keeps the work at O(S * F) memory; a single
     # call would need grad_out expanded to [S * W, F].
     grad_table = grad_out.new_zeros(num_rows, grad_out.size(1))
@@ -102,43 +125,55 @@ def _gather_sum_backward_torch(grad_out: Tensor, index: Tensor,
     return grad_table
 
 
-class _TorchGatherSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, table: Tensor, index: Tensor) -> Tensor:
-        ctx.num_rows = table.size(0)
-        ctx.save_for_backward(index)
-        (S, W), F_ = index.shape, table.size(1)
-        if S == 0 or W == 0:
-            return table.new_zeros(S, F_)
-        # embedding_bag is ~8x slower on a strided table than a copy + call.
-        return F.embedding_bag(index.contiguous(), table.contiguous(),
-                               mode='sum')
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor):
-        index, = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        return _gather_sum_backward_torch(grad_out, index, ctx.num_rows), None
+def _gather_sum_backward_fake(grad_out: Tensor, index: Tensor,
+                              num_rows: int, backend: str) -> Tensor:
+    return grad_out.new_empty(num_rows, grad_out.size(1))
 
 
-class _TritonGatherSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, table: Tensor, index: Tensor) -> Tensor:
-        from videograph.ops import _triton
-        ctx.num_rows, ctx.dtype = table.size(0), table.dtype
-        ctx.save_for_backward(index)
-        return _triton.gather_sum_forward(table, index)
+def _setup_gather_sum(ctx: Any, inputs: Tuple, output: Tensor) -> None:
+    table, index, ctx.backend = inputs
+    ctx.num_rows = table.size(0)
+    ctx.save_for_backward(index)
 
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor):
-        from videograph.ops import _triton
-        index, = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        grad_table = _triton.gather_sum_backward(grad_out, index,
-                                                 ctx.num_rows, ctx.dtype)
-        return grad_table, None
+
+def _gather_sum_grad(ctx: Any, grad_out: Tensor):
+    index, = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    grad_table = _GATHER_SUM_BACKWARD(grad_out, index, ctx.num_rows,
+                                      ctx.backend)
+    return grad_table, None, None
+
+
+def _setup_gather_sum_backward(ctx: Any, inputs: Tuple,
+                               output: Tensor) -> None:
+    _, index, _, ctx.backend = inputs
+    ctx.save_for_backward(index)
+
+
+def _gather_sum_backward_grad(ctx: Any, grad_grad_table: Tensor):
+    index, = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None, None
+    grad_grad_out = _GATHER_SUM(grad_grad_table, index, ctx.backend)
+    return grad_grad_out, None, None, None
+
+
+_GATHER_SUM = Op('gather_sum', _gather_sum_kernel, _gather_sum_fake,
+                 _setup_gather_sum, _gather_sum_grad)
+_GATHER_SUM_BACKWARD = Op('gather_sum_backward', _gather_sum_backward_kernel,
+                          _gather_sum_backward_fake,
+                          _setup_gather_sum_backward,
+                          _gather_sum_backward_grad)
+
+
+def _gather_sum_torch(table: Tensor, index: Tensor) -> Tensor:
+    (S, W), F_ = index.shape, table.size(1)
+    if S == 0 or W == 0:
+        return table.new_zeros(S, F_)
+    # embedding_bag is ~8x slower on a strided table than a copy + call.
+    return F.embedding_bag(index.contiguous(), table.contiguous(),
+                           mode='sum')
 
 
 class GatherSum(torch.nn.Module):

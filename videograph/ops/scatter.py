@@ -13,6 +13,7 @@ from videograph.ops._dispatch import (
     load_triton,
     resolve_backend,
 )
+from videograph.ops._library import Op
 
 
 def scatter(
@@ -51,7 +52,10 @@ def scatter(
             along :obj:`dim` (``int32`` or ``int64``, non-negative).
         dim (int, optional): The dimension to reduce along. (default: ``0``)
         dim_size (int, optional): The size of the output along :obj:`dim`;
-            :obj:`None` means ``index.max() + 1``. (default: :obj:`None`)
+            :obj:`None` means ``index.max() + 1``, which reads :obj:`index`
+            back to the host (one synchronisation on CUDA, a graph break
+            under :func:`torch.compile`); give it where known.
+            (default: :obj:`None`)
         reduce (str, optional): ``'sum'``, ``'mean'``, ``'max'`` or ``'min'``.
             (default: ``'sum'``)
         backend (str, optional): ``'auto'``, ``'torch'``, ``'triton'`` or
@@ -95,16 +99,59 @@ def scatter(
                                  or src.is_complex()):
         raise ValueError(f"`reduce='mean'` needs a floating-point `src` "
                          f"(got {src.dtype})")
-    dim_size = check_index_range(index, dim_size, 'index', 'dim_size')
+    if dim_size is None:  # the output shape depends on the values
+        dim_size = check_index_range(index, None, 'index', 'dim_size')
 
     backend = resolve_backend('scatter', backend, (src, index), reduce)
+    return _SCATTER(src, index, dim, dim_size, reduce, backend)
+
+
+def _scatter_kernel(src: Tensor, index: Tensor, dim: int, dim_size: int,
+                    reduce: str, backend: str) -> Tensor:
+    r"""The kernel of ``videograph::scatter``, behind :func:`scatter`: arguments are
+    checked, ``dim`` is non-negative and ``backend`` resolved; the values of
+    ``index`` are checked here (see
+    :func:`~videograph.ops._dispatch.check_index_range`)."""
+    check_index_range(index, dim_size, 'index', 'dim_size')
     if backend == 'triton':
-        load_triton((src, index))
-        return _TritonScatter.apply(src, index, dim, dim_size, reduce)
+        out, _ = load_triton((src, index)).scatter_forward(
+            src, index, dim, dim_size, reduce)
+        return out
     if backend == 'torch_scatter':
         return videograph.typing.torch_scatter.scatter(
             src, index.long(), dim, dim_size=dim_size, reduce=reduce)
     return scatter_torch(src, index, dim, dim_size, reduce)
+
+
+def _scatter_fake(src: Tensor, index: Tensor, dim: int, dim_size: int,
+                  reduce: str, backend: str) -> Tensor:
+    return src.new_empty(_out_shape(src, dim, dim_size))
+
+
+def _setup_scatter(ctx: Any, inputs: Tuple, output: Tensor) -> None:
+    src, index, ctx.dim, ctx.dim_size, ctx.reduce, _ = inputs
+    extremum = ctx.reduce in ('max', 'min')
+    ctx.save_for_backward(src if extremum else None, index,
+                          output if extremum else None)
+
+
+def _scatter_grad(ctx: Any, grad_out: Tensor):
+    src, index, out = ctx.saved_tensors
+    count = None
+    if ctx.reduce == 'mean':  # static shape, unlike bincount
+        count = grad_out.new_zeros(ctx.dim_size, dtype=torch.long).index_add_(
+            0, index, torch.ones_like(index, dtype=torch.long))
+    grad_src = scatter_backward(grad_out, src, index, ctx.dim, out, count,
+                                ctx.reduce)
+    return grad_src, None, None, None, None, None
+
+
+_SCATTER = Op('scatter', _scatter_kernel, _scatter_fake, _setup_scatter,
+              _scatter_grad)
+
+
+def _out_shape(src: Tensor, dim: int, dim_size: int) -> Tuple[int, ...]:
+    return tuple(src.shape[:dim]) + (dim_size, ) + tuple(src.shape[dim + 1:])
 
 
 def _broadcast_shape(src: Tensor, dim: int) -> Tuple[int, ...]:
@@ -114,7 +161,7 @@ def _broadcast_shape(src: Tensor, dim: int) -> Tuple[int, ...]:
 def scatter_torch(src: Tensor, index: Tensor, dim: int, dim_size: int,
                   reduce: str) -> Tensor:
     r"""The PyTorch path of :func:`scatter`; inputs are assumed checked."""
-    size = src.shape[:dim] + (dim_size, ) + src.shape[dim + 1:]
+    size = _out_shape(src, dim, dim_size)
     if reduce in ('sum', 'mean'):
         out = src.new_zeros(size).index_add_(dim, index, src)
         if reduce == 'mean':
@@ -127,11 +174,16 @@ def scatter_torch(src: Tensor, index: Tensor, dim: int, dim_size: int,
                                                include_self=False)
 
 
-def scatter_backward(grad_out: Tensor, src: Tensor, index: Tensor, dim: int,
-                     out: Tensor, count: Tensor, reduce: str) -> Tensor:
+def scatter_backward(grad_out: Tensor, src: Optional[Tensor], index: Tensor,
+                     dim: int, out: Optional[Tensor], count: Optional[Tensor],
+                     reduce: str) -> Tensor:
     r"""Gradient of :func:`scatter` w.r.t. :obj:`src`, with the conventions
-    of the PyTorch path (ties of max/min share the gradient evenly)."""
-    shape = _broadcast_shape(src, dim)
+    of the PyTorch path (ties of max/min share the gradient evenly). Made of
+    differentiable PyTorch operations with static shapes, so it has a
+    gradient itself and traces under :func:`torch.compile`. :obj:`src` and
+    :obj:`out` are needed for ``'max'``/``'min'``, :obj:`count` (targets'
+    sizes) for ``'mean'``."""
+    shape = _broadcast_shape(grad_out, dim)
     if reduce == 'mean':
         grad_out = grad_out / count.clamp(min=1).to(grad_out.dtype).view(shape)
     if reduce in ('sum', 'mean'):
@@ -140,25 +192,6 @@ def scatter_backward(grad_out: Tensor, src: Tensor, index: Tensor, dim: int,
     ties = torch.zeros_like(out).index_add_(dim, index, is_arg.to(out.dtype))
     grad_out = grad_out / ties.clamp(min=1)
     return grad_out.index_select(dim, index) * is_arg
-
-
-class _TritonScatter(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, src: Tensor, index: Tensor, dim: int,
-                dim_size: int, reduce: str) -> Tensor:
-        from videograph.ops import _triton
-        out, count = _triton.scatter_forward(src, index, dim, dim_size,
-                                             reduce)
-        ctx.dim, ctx.reduce = dim, reduce
-        ctx.save_for_backward(src, index, out, count)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor):
-        src, index, out, count = ctx.saved_tensors
-        grad_src = scatter_backward(grad_out, src, index, ctx.dim, out, count,
-                                    ctx.reduce)
-        return grad_src, None, None, None, None
 
 
 class Scatter(torch.nn.Module):

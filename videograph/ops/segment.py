@@ -1,4 +1,4 @@
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -12,6 +12,7 @@ from videograph.ops._dispatch import (
     load_triton,
     resolve_backend,
 )
+from videograph.ops._library import Op
 from videograph.ops.scatter import scatter_backward, scatter_torch
 
 
@@ -77,27 +78,71 @@ def segment(
     if reduce == 'mean' and not src.is_floating_point():
         raise ValueError(f"`reduce='mean'` needs a floating-point `src` "
                          f"(got {src.dtype})")
+    backend = resolve_backend('segment', backend, (src, ptr), reduce)
+    return _SEGMENT(src, ptr, reduce, backend)
+
+
+def check_ptr(ptr: Tensor, num_rows: int) -> None:
+    r"""Checks that :obj:`ptr` starts at 0, ends at :obj:`num_rows` and never
+    decreases: on the host for CPU tensors (one read for the three checks),
+    asynchronously on the device otherwise (no synchronisation)."""
     counts = ptr.diff()
-    # One device-to-host transfer for all three checks.
-    smallest_count = (counts.min() if counts.numel() > 0 else
-                      ptr.new_zeros(()))
-    first, last, smallest_count = torch.stack(
-        [ptr[0], ptr[-1], smallest_count]).tolist()
-    if first != 0 or last != src.size(0):
+    smallest = counts.min() if counts.numel() > 0 else ptr.new_zeros(())
+    if ptr.device.type != 'cpu':
+        torch._assert_async((ptr[0] == 0) & (ptr[-1] == num_rows)
+                            & (smallest >= 0),
+                            f"`ptr` must start at 0, end at src.size(0)="
+                            f"{num_rows} and be non-decreasing")
+        return
+    first, last, smallest = torch.stack([ptr[0], ptr[-1], smallest]).tolist()
+    if first != 0 or last != num_rows:
         raise ValueError(f"`ptr` must start at 0 and end at src.size(0)="
-                         f"{src.size(0)} (got {first} and {last})")
-    if smallest_count < 0:
+                         f"{num_rows} (got {first} and {last})")
+    if smallest < 0:
         raise ValueError("`ptr` must be non-decreasing")
 
-    backend = resolve_backend('segment', backend, (src, ptr), reduce)
+
+def _segment_kernel(src: Tensor, ptr: Tensor, reduce: str,
+                    backend: str) -> Tensor:
+    r"""The kernel of ``videograph::segment``: arguments are
+    checked and ``backend`` resolved; the values of ``ptr`` are checked
+    here (:func:`check_ptr`)."""
+    check_ptr(ptr, src.size(0))
     if backend == 'triton':
-        load_triton((src, ptr))
-        return _TritonSegment.apply(src, ptr, reduce)
+        return load_triton((src, ptr)).segment_forward(src, ptr, reduce)
     if backend == 'torch_scatter':
         return videograph.typing.torch_scatter.segment_csr(
             src, ptr.long(), reduce=reduce)
     index = _ptr_to_index(ptr, src.size(0))
     return scatter_torch(src, index, 0, ptr.numel() - 1, reduce)
+
+
+def _segment_fake(src: Tensor, ptr: Tensor, reduce: str,
+                  backend: str) -> Tensor:
+    return src.new_empty((ptr.size(0) - 1, ) + tuple(src.shape[1:]))
+
+
+def _setup_segment(ctx: Any, inputs: Tuple, output: Tensor) -> None:
+    src, ptr, ctx.reduce, _ = inputs
+    ctx.num_rows = src.size(0)
+    extremum = ctx.reduce in ('max', 'min')
+    ctx.save_for_backward(src if extremum else None, ptr,
+                          output if extremum else None)
+
+
+def _segment_grad(ctx: Any, grad_out: Tensor):
+    src, ptr, out = ctx.saved_tensors
+    # The row index with static shapes (bincount's depends on the values).
+    index = ptr.new_zeros(ctx.num_rows + 1, dtype=torch.long).index_add_(
+        0, ptr[1:-1], torch.ones_like(ptr[1:-1], dtype=torch.long))
+    index = index[:ctx.num_rows].cumsum(0)
+    grad_src = scatter_backward(grad_out, src, index, 0, out, ptr.diff(),
+                                ctx.reduce)
+    return grad_src, None, None, None
+
+
+_SEGMENT = Op('segment', _segment_kernel, _segment_fake, _setup_segment,
+              _segment_grad)
 
 
 def _ptr_to_index(ptr: Tensor, num_rows: int) -> Tensor:
@@ -107,24 +152,6 @@ def _ptr_to_index(ptr: Tensor, num_rows: int) -> Tensor:
     # num_rows (trailing empty segments) fall into the dropped last bin.
     starts = torch.bincount(ptr[1:-1], minlength=num_rows + 1)
     return starts[:num_rows].cumsum(0)
-
-
-class _TritonSegment(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, src: Tensor, ptr: Tensor, reduce: str) -> Tensor:
-        from videograph.ops import _triton
-        out = _triton.segment_forward(src, ptr, reduce)
-        ctx.reduce = reduce
-        ctx.save_for_backward(src, ptr, out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor):
-        src, ptr, out = ctx.saved_tensors
-        index = _ptr_to_index(ptr, src.size(0))
-        grad_src = scatter_backward(grad_out, src, index, 0, out, ptr.diff(),
-                                    ctx.reduce)
-        return grad_src, None, None
 
 
 class Segment(torch.nn.Module):

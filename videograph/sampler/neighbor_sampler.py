@@ -22,6 +22,7 @@ __all__ = ["NeighborSampler"]
 # mini-batch, and FIRST + position while a hop looks for each new node's first occurrence.
 _UNSET = 1 << 62
 _FIRST = 1 << 61
+_MAX_WORKERS = 1024
 
 
 class NeighborSampler(BaseSampler):
@@ -82,9 +83,13 @@ class NeighborSampler(BaseSampler):
             neighbourhood whole (P-GCN does not sample at test time); can be
             switched later through the :obj:`sample` attribute.
             (default: :obj:`True`)
-        generator (torch.Generator, optional): The source of randomness; in
-            data-loading worker processes, each worker replaces its copy by
-            one seeded from the worker's seed. (default: :obj:`None`)
+        generator (torch.Generator, optional): The source of randomness. In
+            data-loading worker :math:`w` of the :math:`e`-th epoch (of
+            :math:`W` workers), the sampler draws from a generator seeded
+            with a number drawn from its copy of this one plus
+            :math:`eW + w` (as :class:`torch.utils.data.DataLoader` seeds
+            its workers), so this seed alone decides the draws of every
+            worker. (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -137,6 +142,8 @@ class NeighborSampler(BaseSampler):
         self._buffers: List[Tensor] = []
         self._lock = threading.Lock()
         self._worker_seed: Optional[int] = None
+        # How many processes have served as data-loading worker w (shared with them, see below).
+        self._incarnations = torch.zeros(_MAX_WORKERS, dtype=torch.long).share_memory_()
 
     # Configuration ###########################################################
 
@@ -273,13 +280,23 @@ class NeighborSampler(BaseSampler):
         return target, candidate.index_select(0, first.index_select(0, target) + offset)
 
     def _fork_generator_in_worker(self):
-        # Data-loading workers receive copies of the generator in the same state and would all draw the
-        # same numbers; give each its own stream, seeded from the worker's (per epoch) seed, which the
-        # loader derives from its own generator.
+        # Data-loading workers receive copies of the generator in one state and would all draw the same
+        # numbers. As torch's DataLoader seeds worker w with base_seed + w, base_seed drawn from its own
+        # generator, the e-th process to serve as worker w seeds its stream with base + e * num_workers + w,
+        # base drawn from its copy of the user's generator: the user's seed alone decides every worker's
+        # draws (not the loader's seed, nor the global RNG), and each epoch's fresh workers get fresh
+        # streams. e is counted per worker id in memory shared with the workers, so it does not depend
+        # on which worker starts first.
         info = torch.utils.data.get_worker_info()
         if self.generator is None or info is None or self._worker_seed == info.seed:
             return
-        self.generator = torch.Generator().manual_seed(info.seed)
+        if info.id >= self._incarnations.numel():
+            raise ValueError(f"'{self.__class__.__name__}' supports at most {self._incarnations.numel()} "
+                             f"data-loading workers (got worker id {info.id})")
+        epoch = int(self._incarnations[info.id])
+        self._incarnations[info.id] += 1
+        base = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
+        self.generator = torch.Generator().manual_seed((base + epoch * info.num_workers + info.id) % 2**64)
         self._worker_seed = info.seed
 
     def _check_seeds(self, seed: Tensor) -> Tensor:
