@@ -1,8 +1,8 @@
 r"""Datasets: seeded synthetic videos, and readers of real annotation formats."""
 from .formats import (ProposalListEntry, SomethingElseVideo, TemporalAnnotation, read_activitynet_json,
                       read_proposal_list, read_something_else, read_thumos14_annotations)
-from .synthetic import (ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticUntrimmed,
-                        SyntheticVideo, UntrimmedVideo)
+from .synthetic import ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticVideo
+from .synthetic_untrimmed import SyntheticUntrimmed, UntrimmedVideo
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",
