@@ -127,8 +127,9 @@ def match(gt_key: np.ndarray, gt_segment: np.ndarray, pred_key: np.ndarray, pred
         lock_index = cand_lock[rows]                                  # [S, K]
         free = ok[:, rows] & ~locked[:, lock_index]                   # [T, S, K]
         pick = free.argmax(2)                                         # the first free candidate is the best
-        hit = np.take_along_axis(free, pick[..., None], 2)[..., 0]    # [T, S]
-        taken = np.take_along_axis(np.broadcast_to(lock_index, free.shape), pick[..., None], 2)[..., 0]
+        s_index = np.arange(rows.size)[None, :]
+        hit = free[t_index, s_index, pick]                            # [T, S]
+        taken = lock_index[s_index, pick]
         tp[:, relevant[rows]] = hit
         ti, si = np.nonzero(hit)
         locked[ti, taken[ti, si]] = True
