@@ -119,12 +119,13 @@ def brute_recall(ground_truth, proposals, thresholds, max_avg_proposals=100, sub
     grid = np.arange(1, 101) / 100.0 * (max_avg_proposals * len(videos) / total)
     recall = np.zeros((len(thresholds), grid.size))
     num_instances = sum(len(database[v]["annotations"]) for v in videos)
+    ious = {v: [[_tiou(p, a["segment"]) for p in kept[v]] for a in database[v]["annotations"]] for v in videos}
     for t, threshold in enumerate(thresholds):
         for j, fraction in enumerate(grid):
             recalled = 0
             for v in videos:
-                shown = kept[v][:min(int(len(kept[v]) * fraction), len(kept[v]))]
-                for a in database[v]["annotations"]:
-                    recalled += any(_tiou(p, a["segment"]) >= threshold for p in shown)
+                shown = min(int(len(kept[v]) * fraction), len(kept[v]))
+                for row in ious[v]:
+                    recalled += any(iou >= threshold for iou in row[:shown])
             recall[t, j] = recalled / num_instances
     return recall, grid * total / len(videos)
