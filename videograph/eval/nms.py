@@ -1,0 +1,263 @@
+r"""Temporal non-maximum suppression: greedy (SSN / P-GCN) and Gaussian soft-NMS (Bodla et al.), batched over
+(video, class) groups the way :func:`torchvision.ops.batched_nms` batches over box categories.
+
+Every group is run at once: the items are sorted by (group, decreasing score), each group is laid out as one row
+of a padded ``[G, M]`` block (groups of similar size share a block, ``M`` a power of two), and the greedy pass runs
+on the whole block with tensor operations. No Python loop visits a video or a class.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torchvision.ops import nms as _box_nms
+
+__all__ = ["temporal_nms", "soft_nms", "TemporalNMS"]
+
+#: Elements of one ``[G, M, M]`` overlap block (float64 during its construction): bounds the memory of one step.
+_BLOCK_ELEMENTS = 1 << 22
+#: Groups larger than this go through :func:`torchvision.ops.nms` instead of an ``M x M`` overlap block.
+_MAX_BLOCK_GROUP = 2048
+
+
+def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]) -> None:
+    if not isinstance(segments, Tensor) or not isinstance(scores, Tensor):
+        raise TypeError("'segments' and 'scores' must be tensors")
+    if segments.dim() != 2 or segments.size(1) != 2:
+        raise ValueError(f"'segments' must have shape [N, 2], got {tuple(segments.shape)}")
+    if scores.shape != (segments.size(0),):
+        raise ValueError(f"'scores' must have shape [{segments.size(0)}], got {tuple(scores.shape)}")
+    if not segments.is_floating_point() or not scores.is_floating_point():
+        raise TypeError("'segments' and 'scores' must be floating point")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"'scores' must be finite; got nan/inf at index {int((~torch.isfinite(scores)).nonzero()[0])}")
+    if not bool(torch.isfinite(segments).all()):
+        raise ValueError("'segments' must be finite")
+    bad = segments[:, 1] < segments[:, 0]
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"'segments' must have start <= end; segment {i} is {segments[i].tolist()}")
+    for name, ids in (("classes", classes), ("batch", batch)):
+        if ids is None:
+            continue
+        if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64, torch.uint8, torch.int16):
+            raise TypeError(f"'{name}' must be an integer tensor")
+        if ids.shape != scores.shape:
+            raise ValueError(f"'{name}' must have shape [{scores.size(0)}], got {tuple(ids.shape)}")
+        if ids.numel() and int(ids.min()) < 0:
+            raise ValueError(f"'{name}' must be non-negative")
+
+
+def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Items sorted by (group, decreasing score, index); returns that order, each sorted item's group and the sizes."""
+    n = scores.numel()
+    key = torch.zeros(n, dtype=torch.long, device=scores.device)
+    if batch is not None:
+        key = batch.long()
+    if classes is not None:
+        key = key * (int(classes.max()) + 1 if n else 1) + classes.long()
+    _, group = torch.unique(key, return_inverse=True)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(group[order], stable=True).indices]
+    sizes = torch.bincount(group, minlength=int(group.max()) + 1 if n else 0)
+    return order, group[order], sizes
+
+
+def _blocks(sizes: Tensor, max_size: Optional[int] = None):
+    """Yields ``(groups, M)``: the groups whose padded size is ``M`` (a power of two), chunked so that
+    ``len(groups) * M * M`` stays within the block budget."""
+    padded = torch.ones_like(sizes)
+    nonzero = sizes > 1
+    padded[nonzero] = 2 ** torch.ceil(torch.log2(sizes[nonzero].double())).long()
+    for m in torch.unique(padded).tolist():
+        if max_size is not None and m > max_size:
+            continue
+        groups = (padded == m).nonzero().flatten()
+        chunk = max(1, _BLOCK_ELEMENTS // (m * m))
+        for start in range(0, groups.numel(), chunk):
+            yield groups[start:start + chunk], m
+
+
+def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
+    """``[..., M, 2]`` x ``[..., K, 2]`` -> ``[..., M, K]`` tIoU, the formula of SSN's ``temporal_nms`` (and
+    :func:`videograph.graph.segment_iou`): ``inter / (len_a + len_b - inter)``. Zero-length pairs give ``nan``,
+    which is never ``> threshold``."""
+    inter = (torch.minimum(a[..., :, None, 1], b[..., None, :, 1])
+             - torch.maximum(a[..., :, None, 0], b[..., None, :, 0])).clamp_(min=0)
+    length_a = a[..., 1] - a[..., 0]
+    length_b = b[..., 1] - b[..., 0]
+    return inter / (length_a[..., :, None] + length_b[..., None, :] - inter)
+
+
+def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, classes: Optional[Tensor] = None,
+                 batch: Optional[Tensor] = None) -> Tensor:
+    r"""Greedy temporal NMS, independently within every (``batch``, ``classes``) group.
+
+    Within a group, segments are visited in decreasing score; a segment is kept unless a kept segment of the
+    group has a tIoU *strictly greater* than ``iou_threshold`` with it (SSN's and P-GCN's ``temporal_nms``
+    rule: it keeps ``IoU <= thresh``).
+
+    .. math::
+        \mathrm{tIoU}(p, q) = \frac{|p \cap q|}{|p| + |q| - |p \cap q|}
+
+    Ties: equal scores are visited in increasing index order (a stable sort). A zero-length segment overlaps
+    nothing (its ``0 / 0`` tIoU with another zero-length segment is not above any threshold).
+
+    The groups are computed together: each group's ``M x M`` matrix of "suppresses" relations (earlier in the
+    order and tIoU above the threshold) sits in a padded block, and the greedy keep vector is the fixed point of
+    ``keep_i = not any_j (keep_j and suppresses_ji)``, reached by iterating from all-kept (at most ``M`` rounds,
+    usually a handful; it is unique because item ``i`` depends only on items before it). Groups of more than
+    2048 items go through :func:`torchvision.ops.nms`, with each group on its own unit strip ``y in [g, g+1]`` of
+    the plane, so that its box IoU equals the tIoU exactly and groups never overlap.
+
+    Args:
+        segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
+        scores: ``[N]`` finite scores.
+        iou_threshold: suppress a segment whose tIoU with a kept one is above this.
+        classes: ``[N]`` class of each segment (optional).
+        batch: ``[N]`` video of each segment (optional).
+
+    Returns:
+        LongTensor of the kept indices, in decreasing score order (ties by index).
+    """
+    _check(segments, scores, classes, batch)
+    iou_threshold = float(iou_threshold)
+    n = scores.numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=scores.device)
+    order, group, sizes = _group_order(scores, classes, batch)
+    seg = segments.double()[order]
+    ptr = torch.cumsum(sizes, 0) - sizes
+    kept = torch.zeros(n, dtype=torch.bool, device=scores.device)
+
+    for groups, m in _blocks(sizes, _MAX_BLOCK_GROUP):
+        if m == 1:
+            kept[ptr[groups]] = True
+            continue
+        slot = torch.arange(m, device=scores.device)
+        valid = slot[None, :] < sizes[groups, None]
+        index = (ptr[groups, None] + slot[None, :]).clamp_(max=n - 1)
+        block = seg[index]                                     # [G, M, 2]
+        over = _pairwise_tiou(block, block) > iou_threshold     # [G, M(j), M(i)]
+        over &= torch.ones(m, m, dtype=torch.bool, device=scores.device).triu_(1)
+        over &= valid[:, :, None]
+        keep = valid.clone()
+        for _ in range(m + 1):
+            suppressed = (over & keep[:, :, None]).any(1)
+            new = valid & ~suppressed
+            if torch.equal(new, keep):
+                break
+            keep = new
+        kept[index[keep]] = True
+
+    large = (sizes > _MAX_BLOCK_GROUP).nonzero().flatten()
+    if large.numel():
+        member = torch.isin(group, large)
+        pos = member.nonzero().flatten()
+        g = group[pos].double()
+        boxes = torch.stack([seg[pos, 0], g, seg[pos, 1], g + 1], 1)
+        # Scores that reproduce the (group, decreasing score, index) order exactly, whatever nms's sort does.
+        rank = -torch.arange(pos.numel(), dtype=torch.float64, device=scores.device)
+        kept[pos[_box_nms(boxes, rank, iou_threshold)]] = True
+
+    result = torch.sort(order[kept]).values
+    return result[torch.sort(scores[result], descending=True, stable=True).indices]
+
+
+def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
+             score_threshold: float = 0.001, top_k: Optional[int] = None, classes: Optional[Tensor] = None,
+             batch: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    r"""Gaussian soft-NMS (Bodla et al., 2017), independently within every (``batch``, ``classes``) group.
+
+    Within a group, repeatedly select the segment of highest current score, then decay the score of every
+    remaining segment :math:`q` whose tIoU with the selected :math:`p` is above ``iou_threshold``:
+
+    .. math::
+        s_q \leftarrow s_q \exp\left(-\frac{\mathrm{tIoU}(p, q)^2}{\sigma}\right)
+
+    A segment whose current score is below ``score_threshold`` is discarded; at most ``top_k`` segments are
+    selected per group. ActionFormer uses ``sigma=0.5``, ``score_threshold=0.001`` and ``top_k`` 200 (THUMOS14)
+    or 100 (ActivityNet); BMN uses ``sigma`` ("alpha") ``0.4`` and ``top_k=100`` (and a width-dependent
+    ``iou_threshold`` of its own, not provided here).
+
+    Ties: equal current scores select the segment that comes first in (decreasing input score, index) order.
+    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block).
+
+    Args:
+        segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
+        scores: ``[N]`` finite scores.
+        sigma: the Gaussian's :math:`\sigma` (default 0.5).
+        iou_threshold: decay only overlaps above this (default 0: every overlap).
+        score_threshold: discard segments whose score falls below this (default 0.001).
+        top_k: the most segments selected per group (default: all).
+        classes: ``[N]`` class of each segment (optional).
+        batch: ``[N]`` video of each segment (optional).
+
+    Returns:
+        ``(indices, new_scores)``: the selected indices (LongTensor) and their decayed scores (dtype of
+        ``scores``), in decreasing decayed score (ties by the order of selection within a group, then index).
+    """
+    _check(segments, scores, classes, batch)
+    if sigma <= 0:
+        raise ValueError(f"'sigma' must be positive, got {sigma}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"'top_k' must be positive, got {top_k}")
+    n = scores.numel()
+    device = scores.device
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=device), scores.new_zeros(0)
+    order, group, sizes = _group_order(scores, classes, batch)
+    seg = segments.double()[order]
+    score = scores.double()[order]
+    ptr = torch.cumsum(sizes, 0) - sizes
+    selected_at = torch.full((n,), -1, dtype=torch.long, device=device)
+    new_score = torch.zeros(n, dtype=torch.float64, device=device)
+    minus_inf = float("-inf")
+
+    padded = torch.ones_like(sizes)
+    padded[sizes > 1] = 2 ** torch.ceil(torch.log2(sizes[sizes > 1].double())).long()
+    for m in torch.unique(padded).tolist():
+        groups = (padded == m).nonzero().flatten()
+        chunk = max(1, _BLOCK_ELEMENTS // (8 * m))
+        for start in range(0, groups.numel(), chunk):
+            part = groups[start:start + chunk]
+            slot = torch.arange(m, device=device)
+            valid = slot[None, :] < sizes[part, None]
+            index = (ptr[part, None] + slot[None, :]).clamp_(max=n - 1)
+            block = seg[index]                                  # [G, M, 2]
+            current = torch.where(valid, score[index], minus_inf)
+            rows = torch.arange(part.numel(), device=device)
+            steps = m if top_k is None else min(m, top_k)
+            for step in range(steps):
+                current = torch.where(current < score_threshold, minus_inf, current)
+                best, arg = current.max(1)                      # first maximum: the earliest in the order
+                live = best > minus_inf
+                if not bool(live.any()):
+                    break
+                chosen = index[rows, arg]
+                selected_at[chosen[live]] = step
+                new_score[chosen[live]] = best[live]
+                current[rows, arg] = minus_inf
+                iou = _pairwise_tiou(block[rows, arg][:, None, :], block)[:, 0, :]    # [G, M]
+                decay = torch.where(iou > iou_threshold, torch.exp(-iou * iou / sigma), 1.0)
+                current = torch.where(live[:, None], current * decay, current)
+    chosen = (selected_at >= 0).nonzero().flatten()
+    # decreasing decayed score; ties by selection step, then position in the (group, score, index) order
+    key = torch.sort(selected_at[chosen], stable=True).indices
+    chosen = chosen[key]
+    chosen = chosen[torch.sort(new_score[chosen], descending=True, stable=True).indices]
+    return order[chosen], new_score[chosen].to(scores.dtype)
+
+
+class TemporalNMS(torch.nn.Module):
+    """Module wrapper of :func:`temporal_nms` with a fixed threshold."""
+
+    def __init__(self, iou_threshold: float) -> None:
+        super().__init__()
+        self.iou_threshold = float(iou_threshold)
+
+    def forward(self, segments: Tensor, scores: Tensor, classes: Optional[Tensor] = None,
+                batch: Optional[Tensor] = None) -> Tensor:
+        return temporal_nms(segments, scores, self.iou_threshold, classes=classes, batch=batch)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(iou_threshold={self.iou_threshold})"
