@@ -134,8 +134,8 @@ class SyntheticUntrimmed(Dataset):
         signal: norm of the class signal relative to the unit noise per dimension. Default ``3.0``.
         num_scenes: scenes the classes are split into (``1``: the action's snippets alone tell its class).
             Default ``2``.
-        scene_signal: norm of the scene signal of the background snippets. Default ``1.0``.
-        proposal_noise: std of the per-proposal measurement noise. Default ``1.0``.
+        scene_signal: norm of the scene signal of the background snippets. Default ``3.0``.
+        proposal_noise: std of the per-proposal measurement noise. Default ``0.75``.
         common_signal: norm of a component shared by every snippet (backbone features share a large common
             part, so the cosine similarity of two proposals is mostly positive). Default ``4.0``.
         seed: root seed. Default ``0``.
@@ -146,7 +146,7 @@ class SyntheticUntrimmed(Dataset):
     def __init__(self, num_videos: int, *, num_classes: int = 5, duration: int = 128, feature_dim: int = 32,
                  num_proposals: int = 64, num_actions: Union[int, Tuple[int, int]] = (1, 4),
                  action_length: Tuple[float, float] = (8.0, 32.0), signal: float = 3.0, num_scenes: int = 2,
-                 scene_signal: float = 1.0, proposal_noise: float = 1.0, common_signal: float = 4.0, seed: int = 0, split: str = "train",
+                 scene_signal: float = 3.0, proposal_noise: float = 0.75, common_signal: float = 4.0, seed: int = 0, split: str = "train",
                  class_seed: int = 0):
         self.num_videos = _check_count("num_videos", num_videos)
         self.num_classes = _check_count("num_classes", num_classes)

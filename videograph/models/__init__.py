@@ -1,6 +1,8 @@
-r"""Recognition models: MUSLE, the space-time region graph (STRG) and the baselines of MUSLE's ablation."""
+r"""Recognition models: MUSLE, the space-time region graph (STRG), the baselines of MUSLE's ablation; and P-GCN's
+temporal action localiser."""
 from .base import GCN, Base
 from .musle import MUSLE
+from .pgcn import PGCNLocalizer
 from .strg import STRG
 
-__all__ = ["MUSLE", "STRG", "Base", "GCN"]
+__all__ = ["MUSLE", "STRG", "Base", "GCN", "PGCNLocalizer"]
