@@ -47,23 +47,31 @@ def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: O
             raise ValueError(f"'{name}' must be non-negative")
 
 
-def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+def _stable_argsort_int(key: Tensor) -> Tensor:
+    """Stable argsort of non-negative integers: NumPy's radix sort when they fit in 16 bits, else torch's sort."""
+    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 15):
+        return torch.from_numpy(np.argsort(key.numpy().astype(np.int16), kind="stable"))
+    return torch.sort(key, stable=True).indices
+
+
+def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Items sorted by (group, decreasing score, index); returns that order, each sorted item's group (0, 1, ...
-    in (batch, class) order) and the group sizes."""
+    in (batch, class) order), the group sizes, and the order by (decreasing score, index) alone."""
     n = scores.numel()
     key = torch.zeros(n, dtype=torch.long, device=scores.device)
     if batch is not None:
         key = batch.long()
     if classes is not None:
         key = key * (int(classes.max()) + 1 if n else 1) + classes.long()
-    order = torch.sort(scores, descending=True, stable=True).indices
-    order = order[torch.sort(key[order], stable=True).indices]
-    sorted_key = key[order]
+    by_score = torch.sort(scores, descending=True, stable=True).indices
+    order = by_score.index_select(0, _stable_argsort_int(key.index_select(0, by_score)))
+    sorted_key = key.index_select(0, order)
     group = torch.zeros(n, dtype=torch.long, device=scores.device)
     if n > 1:
         group[1:] = torch.cumsum(sorted_key[1:] != sorted_key[:-1], 0)
     sizes = torch.bincount(group, minlength=int(group[-1]) + 1 if n else 0)
-    return order, group, sizes
+    return order, group, sizes, by_score
 
 
 def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
@@ -77,21 +85,28 @@ def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
     return inter / (length_a[..., :, None] + length_b[..., None, :] - inter)
 
 
-def _overlapping_pairs(start: np.ndarray, end: np.ndarray, group: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Every pair ``(a, b)`` of rows of one group whose segments intersect with positive length (``b`` starts in
-    ``[start_a, end_a)``, after ``a`` in (group, start) order): sorts and binary searches, no ``M x M`` matrix."""
+def _overlapping_pairs(start: np.ndarray, end: np.ndarray, group: np.ndarray, iou_threshold: float
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions ``(p, q)`` in (group, start) order (and that order) of the pairs ``(a, b)`` of rows of one group that may have a tIoU above the threshold: ``b`` starts in
+    ``[start_a, end_a - threshold * len_a)`` (necessary, as ``tIoU <= (end_a - start_b) / len_a``; the bound is
+    loosened by far more than rounding), after ``a`` in (group, start) order. Sorts and binary searches, no
+    ``M x M`` matrix."""
     n = start.size
-    by_start = torch.sort(torch.from_numpy(start), stable=True).indices
-    by_start = by_start[torch.sort(torch.from_numpy(group)[by_start], stable=True).indices].numpy()
-    ordered = np.sort(start)
-    # (group, start) and (group, end) as exact int64 keys: a start's position among all starts orders the values
-    key = group[by_start] * (n + 1) + np.searchsorted(ordered, start[by_start], "left")
-    limit = group[by_start] * (n + 1) + np.searchsorted(ordered, end[by_start], "left")
+    by_start = np.argsort(start)                        # any order of equal starts enumerates the same pairs
+    ordered = start[by_start]
+    by_start = by_start[_stable_argsort_int(torch.from_numpy(group[by_start])).numpy()]   # (group, start) order
+    length = end - start
+    slack = 1e-9 * (np.abs(start) + np.abs(end) + length)
+    stop = np.maximum(end - iou_threshold * length + slack, start)
+    # (group, start) and (group, stop) as exact int64 keys: a value's position among all starts orders it
+    g = group[by_start]
+    key = g * (n + 1) + np.searchsorted(ordered, start[by_start], "left")
+    limit = g * (n + 1) + np.searchsorted(ordered, stop[by_start], "left")
     position = np.arange(n)
     count = np.maximum(np.searchsorted(key, limit, "left") - position - 1, 0)
     first = np.repeat(position, count)
-    offset = np.arange(first.size) - (np.cumsum(count) - count)[first]
-    return by_start[first], by_start[first + 1 + offset]
+    second = np.arange(first.size) - (np.cumsum(count) - count)[first] + first + 1
+    return first, second, by_start
 
 
 def _sparse_greedy(start: np.ndarray, end: np.ndarray, group: np.ndarray, rank: np.ndarray,
@@ -99,12 +114,13 @@ def _sparse_greedy(start: np.ndarray, end: np.ndarray, group: np.ndarray, rank: 
     """Greedy NMS of rows sorted by (group, decreasing score): the suppression edges are the overlapping pairs
     above the threshold, and step ``r`` settles the ``r``-th row of every group at once."""
     n = start.size
-    a, b = _overlapping_pairs(start, end, group)
-    inter = np.clip(np.minimum(end[a], end[b]) - np.maximum(start[a], start[b]), 0, None)
-    union = (end[a] - start[a]) + (end[b] - start[b]) - inter
+    p, q, by_start = _overlapping_pairs(start, end, group, iou_threshold)
+    s, e = start[by_start], end[by_start]               # in (group, start) order: p and q are close, gathers local
+    inter = np.clip(np.minimum(e[p], e[q]) - np.maximum(s[p], s[q]), 0, None)
+    union = (e[p] - s[p]) + (e[q] - s[q]) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         over = inter / union > iou_threshold
-    a, b = a[over], b[over]
+    a, b = by_start[p[over]], by_start[q[over]]
     source, target = np.minimum(a, b), np.maximum(a, b)                 # earlier in the order suppresses
     steps = int(rank.max()) + 1
     small = np.int16 if steps < 2 ** 15 else np.int64                     # int16: NumPy's radix sort
@@ -164,7 +180,7 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     n = scores.numel()
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
-    order, group, sizes = _group_order(scores, classes, batch)
+    order, group, sizes, by_score = _group_order(scores, classes, batch)
     seg = segments.detach().double()[order]
     ptr = torch.cumsum(sizes, 0) - sizes
     rank = torch.arange(n, device=scores.device) - ptr[group]
@@ -189,8 +205,9 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
         rank_score = -torch.arange(pos.numel(), dtype=torch.float64, device=scores.device)
         kept[pos[_box_nms(boxes, rank_score, iou_threshold)]] = True
 
-    result = torch.sort(order[kept]).values
-    return result[torch.sort(scores[result], descending=True, stable=True).indices]
+    flags = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    flags[order[kept]] = True
+    return by_score[flags.index_select(0, by_score)]
 
 
 def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
@@ -235,7 +252,7 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     device = scores.device
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=device), scores.new_zeros(0)
-    order, group, sizes = _group_order(scores, classes, batch)
+    order, group, sizes, _ = _group_order(scores, classes, batch)
     seg = segments.double()[order]
     score = scores.double()[order]
     ptr = torch.cumsum(sizes, 0) - sizes
