@@ -129,3 +129,27 @@ def brute_recall(ground_truth, proposals, thresholds, max_avg_proposals=100, sub
                     recalled += any(iou >= threshold for iou in row[:shown])
             recall[t, j] = recalled / num_instances
     return recall, grid * total / len(videos)
+
+
+def soft_nms_numpy(segments, scores, sigma, iou_threshold, score_threshold, top_k):
+    """Gaussian soft-NMS of one group with NumPy vector steps (the usual Python implementation: one selection per
+    iteration, the decay of every remaining segment at once); returns [(index, decayed score)]."""
+    current = scores.astype(np.float64).copy()
+    order = np.argsort(-scores, kind="stable")
+    alive = np.ones(len(scores), dtype=bool)
+    out = []
+    while top_k is None or len(out) < top_k:
+        alive &= current >= score_threshold
+        if not alive.any():
+            break
+        candidates = order[alive[order]]
+        i = candidates[np.argmax(current[candidates])]
+        out.append((int(i), float(current[i])))
+        alive[i] = False
+        inter = np.clip(np.minimum(segments[i, 1], segments[:, 1]) - np.maximum(segments[i, 0], segments[:, 0]),
+                        0, None)
+        union = (segments[i, 1] - segments[i, 0]) + (segments[:, 1] - segments[:, 0]) - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        decay = alive & (iou > iou_threshold)
+        current[decay] *= np.exp(-iou[decay] ** 2 / sigma)
+    return out

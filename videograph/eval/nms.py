@@ -1,22 +1,22 @@
 r"""Temporal non-maximum suppression: greedy (SSN / P-GCN) and Gaussian soft-NMS (Bodla et al.), batched over
 (video, class) groups the way :func:`torchvision.ops.batched_nms` batches over box categories.
 
-Every group is run at once: the items are sorted by (group, decreasing score), each group is laid out as one row
-of a padded ``[G, M]`` block (groups of similar size share a block, ``M`` a power of two), and the greedy pass runs
-on the whole block with tensor operations. No Python loop visits a video or a class.
+Every group is run at once: the items are sorted by (group, decreasing score) and each step of the greedy pass
+settles one rank in every group with tensor operations. No Python loop visits a video or a class.
 """
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.ops import nms as _box_nms
 
 __all__ = ["temporal_nms", "soft_nms", "TemporalNMS"]
 
-#: Elements of one ``[G, M, M]`` overlap block (float64 during its construction): bounds the memory of one step.
-_BLOCK_ELEMENTS = 1 << 22
-#: Groups larger than this go through :func:`torchvision.ops.nms` instead of an ``M x M`` overlap block.
-_MAX_BLOCK_GROUP = 2048
+#: Elements of one ``[G, M]`` block of soft-NMS (groups of similar size advance together).
+_BLOCK_ELEMENTS = 1 << 23
+#: Groups larger than this go through :func:`torchvision.ops.nms` (one C++ pass) instead of the sparse pass.
+_MAX_SPARSE_GROUP = 2048
 
 
 def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]) -> None:
@@ -47,34 +47,31 @@ def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: O
             raise ValueError(f"'{name}' must be non-negative")
 
 
-def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """Items sorted by (group, decreasing score, index); returns that order, each sorted item's group and the sizes."""
+def _stable_argsort_int(key: Tensor) -> Tensor:
+    """Stable argsort of non-negative integers: NumPy's radix sort when they fit in 16 bits, else torch's sort."""
+    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 15):
+        return torch.from_numpy(np.argsort(key.numpy().astype(np.int16), kind="stable"))
+    return torch.sort(key, stable=True).indices
+
+
+def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Items sorted by (group, decreasing score, index); returns that order, each sorted item's group (0, 1, ...
+    in (batch, class) order), the group sizes, and the order by (decreasing score, index) alone."""
     n = scores.numel()
     key = torch.zeros(n, dtype=torch.long, device=scores.device)
     if batch is not None:
         key = batch.long()
     if classes is not None:
         key = key * (int(classes.max()) + 1 if n else 1) + classes.long()
-    _, group = torch.unique(key, return_inverse=True)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    order = order[torch.sort(group[order], stable=True).indices]
-    sizes = torch.bincount(group, minlength=int(group.max()) + 1 if n else 0)
-    return order, group[order], sizes
-
-
-def _blocks(sizes: Tensor, max_size: Optional[int] = None):
-    """Yields ``(groups, M)``: the groups whose padded size is ``M`` (a power of two), chunked so that
-    ``len(groups) * M * M`` stays within the block budget."""
-    padded = torch.ones_like(sizes)
-    nonzero = sizes > 1
-    padded[nonzero] = 2 ** torch.ceil(torch.log2(sizes[nonzero].double())).long()
-    for m in torch.unique(padded).tolist():
-        if max_size is not None and m > max_size:
-            continue
-        groups = (padded == m).nonzero().flatten()
-        chunk = max(1, _BLOCK_ELEMENTS // (m * m))
-        for start in range(0, groups.numel(), chunk):
-            yield groups[start:start + chunk], m
+    by_score = torch.sort(scores, descending=True, stable=True).indices
+    order = by_score.index_select(0, _stable_argsort_int(key.index_select(0, by_score)))
+    sorted_key = key.index_select(0, order)
+    group = torch.zeros(n, dtype=torch.long, device=scores.device)
+    if n > 1:
+        group[1:] = torch.cumsum(sorted_key[1:] != sorted_key[:-1], 0)
+    sizes = torch.bincount(group, minlength=int(group[-1]) + 1 if n else 0)
+    return order, group, sizes, by_score
 
 
 def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
@@ -86,6 +83,63 @@ def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
     length_a = a[..., 1] - a[..., 0]
     length_b = b[..., 1] - b[..., 0]
     return inter / (length_a[..., :, None] + length_b[..., None, :] - inter)
+
+
+def _overlapping_pairs(start: np.ndarray, end: np.ndarray, group: np.ndarray, iou_threshold: float
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions ``(p, q)`` in (group, start) order (and that order) of the pairs ``(a, b)`` of rows of one group that may have a tIoU above the threshold: ``b`` starts in
+    ``[start_a, end_a - threshold * len_a)`` (necessary, as ``tIoU <= (end_a - start_b) / len_a``; the bound is
+    loosened by far more than rounding), after ``a`` in (group, start) order. Sorts and binary searches, no
+    ``M x M`` matrix."""
+    n = start.size
+    by_start = np.argsort(start)                        # any order of equal starts enumerates the same pairs
+    ordered = start[by_start]
+    by_start = by_start[_stable_argsort_int(torch.from_numpy(group[by_start])).numpy()]   # (group, start) order
+    length = end - start
+    slack = 1e-9 * (np.abs(start) + np.abs(end) + length)
+    stop = np.maximum(end - iou_threshold * length + slack, start)
+    # (group, start) and (group, stop) as exact int64 keys: a value's position among all starts orders it
+    g = group[by_start]
+    key = g * (n + 1) + np.searchsorted(ordered, start[by_start], "left")
+    limit = g * (n + 1) + np.searchsorted(ordered, stop[by_start], "left")
+    position = np.arange(n)
+    count = np.maximum(np.searchsorted(key, limit, "left") - position - 1, 0)
+    first = np.repeat(position, count)
+    second = np.arange(first.size) - (np.cumsum(count) - count)[first] + first + 1
+    return first, second, by_start
+
+
+def _sparse_greedy(start: np.ndarray, end: np.ndarray, group: np.ndarray, rank: np.ndarray,
+                   iou_threshold: float) -> np.ndarray:
+    """Greedy NMS of rows sorted by (group, decreasing score): the suppression edges are the overlapping pairs
+    above the threshold, and step ``r`` settles the ``r``-th row of every group at once."""
+    n = start.size
+    p, q, by_start = _overlapping_pairs(start, end, group, iou_threshold)
+    s, e = start[by_start], end[by_start]               # in (group, start) order: p and q are close, gathers local
+    inter = np.clip(np.minimum(e[p], e[q]) - np.maximum(s[p], s[q]), 0, None)
+    union = (e[p] - s[p]) + (e[q] - s[q]) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        over = inter / union > iou_threshold
+    a, b = by_start[p[over]], by_start[q[over]]
+    source, target = np.minimum(a, b), np.maximum(a, b)                 # earlier in the order suppresses
+    steps = int(rank.max()) + 1
+    small = np.int16 if steps < 2 ** 15 else np.int64                     # int16: NumPy's radix sort
+    by_rank = np.argsort(rank[source].astype(small), kind="stable")
+    source, target = source[by_rank], target[by_rank]
+    edge_ptr = np.cumsum(np.bincount(rank[source], minlength=steps))
+    rows = np.argsort(rank.astype(small), kind="stable")                 # rank-major
+    row_ptr = np.cumsum(np.bincount(rank, minlength=steps))
+    suppressed = np.zeros(n, dtype=bool)
+    kept = np.zeros(n, dtype=bool)
+    row_begin = edge_begin = 0
+    for r in range(steps):
+        these = rows[row_begin:row_ptr[r]]
+        kept[these] = ~suppressed[these]
+        if edge_ptr[r] > edge_begin:
+            src, dst = source[edge_begin:edge_ptr[r]], target[edge_begin:edge_ptr[r]]
+            suppressed[dst[kept[src]]] = True
+        row_begin, edge_begin = row_ptr[r], edge_ptr[r]
+    return kept
 
 
 def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, classes: Optional[Tensor] = None,
@@ -102,12 +156,12 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     Ties: equal scores are visited in increasing index order (a stable sort). A zero-length segment overlaps
     nothing (its ``0 / 0`` tIoU with another zero-length segment is not above any threshold).
 
-    The groups are computed together: each group's ``M x M`` matrix of "suppresses" relations (earlier in the
-    order and tIoU above the threshold) sits in a padded block, and the greedy keep vector is the fixed point of
-    ``keep_i = not any_j (keep_j and suppresses_ji)``, reached by iterating from all-kept (at most ``M`` rounds,
-    usually a handful; it is unique because item ``i`` depends only on items before it). Groups of more than
-    2048 items go through :func:`torchvision.ops.nms`, with each group on its own unit strip ``y in [g, g+1]`` of
-    the plane, so that its box IoU equals the tIoU exactly and groups never overlap.
+    The groups are computed together. The only pairs that can suppress are those that intersect: sorting by
+    (group, start) and one binary search list them (a segment against those starting inside it), with no
+    ``M x M`` matrix; the greedy pass then settles the ``r``-th ranked segment of every group in step ``r`` (a
+    Python loop over ranks, as long as the largest group, never over groups). Groups of more than 2048 segments
+    go through :func:`torchvision.ops.nms` instead, each group on its own unit strip ``y in [g, g+1]`` of the
+    plane, so that its box IoU equals the tIoU exactly and groups never overlap.
 
     Args:
         segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
@@ -121,46 +175,39 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     """
     _check(segments, scores, classes, batch)
     iou_threshold = float(iou_threshold)
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"'iou_threshold' must be in [0, 1], got {iou_threshold}")
     n = scores.numel()
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
-    order, group, sizes = _group_order(scores, classes, batch)
-    seg = segments.double()[order]
+    order, group, sizes, by_score = _group_order(scores, classes, batch)
+    seg = segments.detach().double()[order]
     ptr = torch.cumsum(sizes, 0) - sizes
+    rank = torch.arange(n, device=scores.device) - ptr[group]
     kept = torch.zeros(n, dtype=torch.bool, device=scores.device)
-
-    for groups, m in _blocks(sizes, _MAX_BLOCK_GROUP):
-        if m == 1:
-            kept[ptr[groups]] = True
-            continue
-        slot = torch.arange(m, device=scores.device)
-        valid = slot[None, :] < sizes[groups, None]
-        index = (ptr[groups, None] + slot[None, :]).clamp_(max=n - 1)
-        block = seg[index]                                     # [G, M, 2]
-        over = _pairwise_tiou(block, block) > iou_threshold     # [G, M(j), M(i)]
-        over &= torch.ones(m, m, dtype=torch.bool, device=scores.device).triu_(1)
-        over &= valid[:, :, None]
-        keep = valid.clone()
-        for _ in range(m + 1):
-            suppressed = (over & keep[:, :, None]).any(1)
-            new = valid & ~suppressed
-            if torch.equal(new, keep):
-                break
-            keep = new
-        kept[index[keep]] = True
-
-    large = (sizes > _MAX_BLOCK_GROUP).nonzero().flatten()
+    small = (sizes[group] <= _MAX_SPARSE_GROUP).nonzero().flatten()
+    if small.numel():
+        # the index-heavy pass runs in NumPy (its gathers are several times faster than tensor indexing on CPU)
+        rows = small.cpu().numpy()
+        cols = seg.cpu().numpy()
+        # keep group ids dense so that their (group, start) keys stay small
+        dense = np.unique(group[small].cpu().numpy(), return_inverse=True)[1].reshape(-1)
+        flags = _sparse_greedy(np.ascontiguousarray(cols[rows, 0]), np.ascontiguousarray(cols[rows, 1]), dense,
+                               rank[small].cpu().numpy(), iou_threshold)
+        kept[small[torch.from_numpy(flags).to(kept.device)]] = True
+    large = (sizes > _MAX_SPARSE_GROUP).nonzero().flatten()
     if large.numel():
         member = torch.isin(group, large)
         pos = member.nonzero().flatten()
         g = group[pos].double()
         boxes = torch.stack([seg[pos, 0], g, seg[pos, 1], g + 1], 1)
         # Scores that reproduce the (group, decreasing score, index) order exactly, whatever nms's sort does.
-        rank = -torch.arange(pos.numel(), dtype=torch.float64, device=scores.device)
-        kept[pos[_box_nms(boxes, rank, iou_threshold)]] = True
+        rank_score = -torch.arange(pos.numel(), dtype=torch.float64, device=scores.device)
+        kept[pos[_box_nms(boxes, rank_score, iou_threshold)]] = True
 
-    result = torch.sort(order[kept]).values
-    return result[torch.sort(scores[result], descending=True, stable=True).indices]
+    flags = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    flags[order[kept]] = True
+    return by_score[flags.index_select(0, by_score)]
 
 
 def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
@@ -205,7 +252,7 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     device = scores.device
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=device), scores.new_zeros(0)
-    order, group, sizes = _group_order(scores, classes, batch)
+    order, group, sizes, _ = _group_order(scores, classes, batch)
     seg = segments.double()[order]
     score = scores.double()[order]
     ptr = torch.cumsum(sizes, 0) - sizes
@@ -217,7 +264,7 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     padded[sizes > 1] = 2 ** torch.ceil(torch.log2(sizes[sizes > 1].double())).long()
     for m in torch.unique(padded).tolist():
         groups = (padded == m).nonzero().flatten()
-        chunk = max(1, _BLOCK_ELEMENTS // (8 * m))
+        chunk = max(1, _BLOCK_ELEMENTS // m)
         for start in range(0, groups.numel(), chunk):
             part = groups[start:start + chunk]
             slot = torch.arange(m, device=device)
