@@ -9,6 +9,10 @@ on P-GCN-sized proposal sets.
   brute-force per-prediction loop written from the protocol (tests/eval/oracles.py; the official evaluator is not
   installable here, so it is *not* the baseline);
 * ``build_graph`` of 2 000 proposals with 256-d cosine weights, and ``pgcn_official=True`` at 10 000 proposals.
+* P-GCN training throughput (proposals/s: ``fit_pgcn``'s sampling, forward, backward and step on synthetic
+  untrimmed videos) against only *building* the reference code's per-proposal 21-node trees (the proposal, 4 of
+  its 8 + 2 best contextual / surrounding candidates, 4 of each of theirs) in Python over precomputed tIoU and
+  distance matrices, as its data loader does, in the same run.
 
 Writes <out>/bench_localization.json and <out>/bench_localization.png.
 """
@@ -33,6 +37,7 @@ KEYS = (
     "soft_nms_ms", "soft_nms_loop_ms", "soft_nms_speedup", "soft_nms_equal",
     "map_predictions", "map_classes", "map_ms", "map_bruteforce_ms", "map_speedup_vs_bruteforce", "map_max_abs_diff",
     "build_graph_proposals", "build_graph_ms", "pgcn_official_proposals", "pgcn_official_ms",
+    "pgcn_train_proposals", "pgcn_train_proposals_per_s", "pgcn_tree_proposals_per_s", "pgcn_train_speedup_vs_trees",
 )
 
 
@@ -111,6 +116,67 @@ def proposals(n, generator, dim=256):
     return Proposals(torch.stack([start, start + length], 1), torch.randn(n, dim, generator=generator))
 
 
+def reference_trees(iou, distance, seeds, rng, features, num_neighbors=4, contextual=8, surrounding=2):
+    """The reference code's per-proposal trees in Python: for each seed, its ``contextual`` best-tIoU overlapping
+    and ``surrounding`` nearest disjoint candidates, ``num_neighbors`` of them drawn, the same for each of those
+    (1 + 4 + 16 = 21 nodes), and the tree's features gathered."""
+    trees = []
+    for seed in seeds:
+        level, nodes = [seed], [seed]
+        for _ in range(2):
+            nxt = []
+            for node in level:
+                row = iou[node]
+                ctx = [j for j in np.argsort(-row) if j != node and row[j] > 0.7][:contextual]
+                sur = [j for j in np.argsort(distance[node]) if row[j] == 0][:surrounding]
+                candidates = ctx + sur or [node]
+                nxt += [candidates[k] for k in rng.integers(0, len(candidates), num_neighbors)]
+            nodes += nxt
+            level = nxt
+        trees.append(np.stack([features[n] for n in nodes]))
+    return trees
+
+
+def training_throughput(num_videos, num_proposals, epochs, hidden, results):
+    """``fit_pgcn`` proposals/s against building the reference code's trees for as many proposals, on videos of
+    ``num_proposals`` proposals (THUMOS14's BSN lists hold thousands per video)."""
+    from videograph.ablations.pgcn import DATA, GRAPH
+    from videograph.datasets import SyntheticUntrimmed
+    from videograph.models import PGCNLocalizer
+    from videograph.models.pgcn_train import PGCNTrainConfig, fit_pgcn, proposal_batch
+
+    dataset = SyntheticUntrimmed(num_videos, seed=0, **dict(DATA, num_proposals=num_proposals))
+    videos = [v.proposals(with_ground_truth=True) for v in dataset]
+    data = proposal_batch(videos, [v.ground_truth for v in dataset], **GRAPH)
+    torch.manual_seed(0)
+    model = PGCNLocalizer(dataset.feature_dim, dataset.num_classes, hidden_channels=hidden)
+    config = PGCNTrainConfig(epochs=epochs, videos_per_batch=8, lr=5e-3)
+    seeds_per_epoch = num_videos * sum(config.ratio)
+    fit_pgcn(model, data, PGCNTrainConfig(epochs=1, videos_per_batch=8))         # warm-up
+    start = time.perf_counter()
+    fit_pgcn(model, data, config)
+    train_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for video in videos:
+        seg = video.segments.numpy().astype(np.float64)
+        inter = np.clip(np.minimum(seg[:, None, 1], seg[None, :, 1]) - np.maximum(seg[:, None, 0], seg[None, :, 0]),
+                        0, None)
+        length = seg[:, 1] - seg[:, 0]
+        iou = inter / (length[:, None] + length[None, :] - inter)
+        centre = seg.mean(1)
+        distance = np.abs(centre[:, None] - centre[None, :]) / (np.maximum(seg[:, None, 1], seg[None, :, 1])
+                                                               - np.minimum(seg[:, None, 0], seg[None, :, 0]))
+        seeds = rng.integers(0, len(seg), sum(config.ratio) * epochs)
+        reference_trees(iou, distance, seeds, rng, video.features.numpy())
+    tree_s = time.perf_counter() - start
+    total = seeds_per_epoch * epochs
+    results["pgcn_train_proposals"] = total
+    results["pgcn_train_proposals_per_s"] = total / train_s
+    results["pgcn_tree_proposals_per_s"] = total / tree_s
+    results["pgcn_train_speedup_vs_trees"] = tree_s / train_s
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -147,9 +213,11 @@ def main(argv=None):
     if args.smoke:
         videos, per_video, repeat, map_videos, map_per_video = 4, 100, 1, 60, 4
         graph_n, official_n, soft_top_k = 200, 500, 20
+        train_videos, train_proposals, train_epochs, hidden = 4, 200, 1, 64
     else:
         videos, per_video, repeat, map_videos, map_per_video = 213, 100, (1 if args.quick else 3), 2000, 10
         graph_n, official_n, soft_top_k = 2000, 10000, 100
+        train_videos, train_proposals, train_epochs, hidden = 50, 1000, (2 if args.quick else 4), 512
     classes = 20
     results = {}
 
@@ -190,6 +258,9 @@ def main(argv=None):
     results["pgcn_official_proposals"] = official_n
     results["pgcn_official_ms"] = median_ms(lambda: build_graph(frames, pgcn_official=True), repeat)
 
+    # P-GCN training on sampled neighbourhoods against the reference code's Python trees
+    training_throughput(train_videos, train_proposals, train_epochs, hidden, results)
+
     print(f"{'what':<26} {'load':>8} {'ours ms':>9} {'baseline ms':>12} {'speedup':>8} {'equal':>6}")
     print(f"{'temporal_nms':<26} {results['nms_items']:>8} {results['nms_ms']:>9.1f} {results['nms_loop_ms']:>12.1f} "
           f"{results['nms_speedup']:>7.1f}x {str(results['nms_equal']):>6}")
@@ -200,6 +271,9 @@ def main(argv=None):
           f"{results['map_max_abs_diff']:>6.0e}")
     print(f"{'build_graph (cosine)':<26} {graph_n:>8} {results['build_graph_ms']:>9.1f}")
     print(f"{'build_graph pgcn_official':<26} {official_n:>8} {results['pgcn_official_ms']:>9.1f}")
+    print(f"{'P-GCN training (prop/s)':<26} {results['pgcn_train_proposals']:>8} "
+          f"{results['pgcn_train_proposals_per_s']:>9.0f} {results['pgcn_tree_proposals_per_s']:>12.0f} "
+          f"{results['pgcn_train_speedup_vs_trees']:>7.1f}x")
 
     os.makedirs(args.out, exist_ok=True)
     missing = set(KEYS) - set(results)
