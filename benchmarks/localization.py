@@ -150,7 +150,7 @@ def training_throughput(num_videos, num_proposals, epochs, hidden, results):
     data = proposal_batch(videos, [v.ground_truth for v in dataset], **GRAPH)
     torch.manual_seed(0)
     model = PGCNLocalizer(dataset.feature_dim, dataset.num_classes, hidden_channels=hidden)
-    config = PGCNTrainConfig(epochs=epochs, videos_per_batch=8, lr=5e-3)
+    config = PGCNTrainConfig(epochs=epochs, videos_per_batch=8, lr=2e-3)
     seeds_per_epoch = num_videos * sum(config.ratio)
     fit_pgcn(model, data, PGCNTrainConfig(epochs=1, videos_per_batch=8))         # warm-up
     start = time.perf_counter()

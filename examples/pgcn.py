@@ -64,7 +64,7 @@ def main(argv=None):
     test = proposal_batch([v.proposals() for v in test_set], **GRAPH)
     torch.manual_seed(args.seed)
     model = PGCNLocalizer(train_set.feature_dim, train_set.num_classes, hidden_channels=args.hidden)
-    history = fit_pgcn(model, train, PGCNTrainConfig(epochs=args.epochs, videos_per_batch=8, lr=5e-3,
+    history = fit_pgcn(model, train, PGCNTrainConfig(epochs=args.epochs, videos_per_batch=8, lr=2e-3,
                                                      seed=args.seed, progress=True))
     print(f"training loss: {history[0]:.3f} -> {history[-1]:.3f}")
 

@@ -38,7 +38,7 @@ GRAPH = dict(theta_ctx=0.7, theta_sur=1.0, max_contextual=8, max_surrounding=2)
 #: Model settings (hidden 512 as in the paper; dropout lower than its 0.8 for the small synthetic set).
 MODEL = dict(hidden_channels=512, num_layers=2, dropout=0.5, clamp_negative=False)
 #: Training settings (see :class:`~videograph.models.pgcn_train.PGCNTrainConfig`).
-TRAINING = dict(epochs=15, videos_per_batch=8, lr=5e-3, weight_decay=1e-4)
+TRAINING = dict(epochs=15, videos_per_batch=8, lr=2e-3, weight_decay=1e-4)
 #: THUMOS14's tIoU thresholds.
 TIOU = (0.1, 0.2, 0.3, 0.4, 0.5)
 

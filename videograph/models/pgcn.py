@@ -2,7 +2,6 @@ r"""P-GCN's localisation model (Zeng et al., ICCV 2019, sec. 3.4, eq. 5-10): two
 their heads."""
 from typing import Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ..nn.conv import PGCN
