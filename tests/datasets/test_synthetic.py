@@ -5,9 +5,8 @@ import pytest
 import torch
 from scipy import stats
 
-from videograph.data import Proposals, Regions, Tubelets
-from videograph.datasets import (ACTORS_PER_CLASS, CLASSES, SyntheticInteractions, SyntheticUntrimmed,
-                                 SyntheticVideo, UntrimmedVideo)
+from videograph.data import Regions, Tubelets
+from videograph.datasets import ACTORS_PER_CLASS, CLASSES, SyntheticInteractions, SyntheticVideo
 
 
 @pytest.fixture(scope="module")
@@ -367,101 +366,3 @@ def test_index_errors():
         dataset[2]
     with pytest.raises(TypeError, match="index"):
         dataset["0"]
-
-
-# ------------------------------------------------------------------------------------------- untrimmed videos
-
-def brute_tiou(a, b):
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / ((a[1] - a[0]) + (b[1] - b[0]) - inter)
-
-
-@pytest.fixture(scope="module")
-def untrimmed():
-    return SyntheticUntrimmed(8, seed=2)
-
-
-def test_ground_truth_segments_are_disjoint_and_labelled(untrimmed):
-    for video in untrimmed:
-        segments, labels = video.ground_truth
-        assert isinstance(video, UntrimmedVideo)
-        assert video.features.shape == (128, 32)
-        assert bool((segments[:, 0] >= 0).all() and (segments[:, 1] <= video.duration).all())
-        assert bool((segments[:, 1] > segments[:, 0]).all())
-        assert bool((segments[1:, 0] >= segments[:-1, 1]).all())
-        lengths = segments[:, 1] - segments[:, 0]
-        assert bool((lengths >= 8 - 1e-4).all() and (lengths <= 32 + 1e-4).all())
-        assert bool((labels >= 1).all() and (labels <= 5).all())
-
-
-def test_proposal_labels_agree_with_brute_force_tiou(untrimmed):
-    for video in untrimmed:
-        proposals = video.proposals()
-        assert isinstance(proposals, Proposals) and proposals.duration == video.duration
-        gt = video.segments.tolist()
-        for segment, label in zip(proposals.segments.tolist(), proposals.labels.tolist()):
-            overlaps = [brute_tiou(segment, g) for g in gt]
-            best = max(range(len(gt)), key=lambda g: overlaps[g])
-            expected = int(video.labels[best]) if overlaps[best] >= 0.5 else 0
-            assert label == expected
-        assert int((proposals.labels > 0).sum()) > 0 and int((proposals.labels == 0).sum()) > 0
-
-
-def test_proposal_features_are_snippet_means(untrimmed):
-    video = untrimmed[0]
-    proposals = video.proposals()
-    length = video.features.size(0)
-    for n, (start, end) in enumerate(proposals.segments.tolist()):
-        rows = [k for k in range(length) if k + 1 > start and k < end] or [min(int(start), length - 1)]
-        torch.testing.assert_close(proposals.features[n], video.features[rows].mean(0))
-        half = (end - start) / 2
-        lo, hi = max(0.0, start - half), min(float(length), end + half)
-        rows = [k for k in range(length) if k + 1 > lo and k < hi]
-        torch.testing.assert_close(proposals.extended_features[n], video.features[rows].mean(0))
-
-
-def test_proposal_scores_follow_overlap():
-    dataset = SyntheticUntrimmed(20, seed=3)
-    best, scores = [], []
-    for video in dataset:
-        best.append(video.proposal_iou().max(dim=1).values)
-        scores.append(video.proposal_scores)
-    best, scores = torch.cat(best), torch.cat(scores)
-    assert stats.spearmanr(best.numpy(), scores.numpy()).statistic > 0.6
-    assert float(scores[best < 0.1].max()) > 0.5          # there are confident false positives
-
-
-def test_features_carry_the_class_inside_actions(untrimmed):
-    for video in untrimmed:
-        proposals = video.proposals()
-        positive = proposals.labels > 0
-        # Classify each positive proposal by its nearest class prototype.
-        predicted = (proposals.features[positive] @ untrimmed.prototypes[:-2].T).argmax(dim=1) + 1
-        assert float((predicted == proposals.labels[positive]).float().mean()) > 0.9
-
-
-def test_untrimmed_is_deterministic(untrimmed):
-    again = SyntheticUntrimmed(8, seed=2)
-    other = SyntheticUntrimmed(8, seed=3)
-    for i in (0, 7):
-        assert torch.equal(untrimmed[i].features, again[i].features)
-        assert torch.equal(untrimmed[i].proposal_segments, again[i].proposal_segments)
-        assert not torch.equal(untrimmed[i].features, other[i].features)
-    assert torch.equal(SyntheticUntrimmed(2, seed=9).prototypes, untrimmed.prototypes)    # shared class signal
-    train, test = SyntheticUntrimmed.splits(2, 2, seed=2)
-    assert not torch.equal(train[0].features, test[0].features)
-
-
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(num_videos=0), "num_videos"),
-    (dict(num_videos=2, num_classes=0), "num_classes"),
-    (dict(num_videos=2, duration=40), "duration"),
-    (dict(num_videos=2, num_proposals=0), "num_proposals"),
-    (dict(num_videos=2, action_length=(10.0, 5.0)), "action_length"),
-    (dict(num_videos=2, num_actions=(0, 2)), "num_actions"),
-    (dict(num_videos=2, split="all"), "split"),
-    (dict(num_videos=2, seed=-3), "seed"),
-])
-def test_untrimmed_bad_arguments_name_the_argument(kwargs, name):
-    with pytest.raises(ValueError, match=name):
-        SyntheticUntrimmed(**kwargs)

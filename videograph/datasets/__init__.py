@@ -2,9 +2,9 @@ r"""Datasets: seeded synthetic videos, and readers of real annotation formats.""
 from .formats import (ProposalListEntry, SomethingElseVideo, TemporalAnnotation, read_activitynet_json,
                       read_proposal_list, read_something_else, read_thumos14_annotations)
 from .store import GraphStore
+from .synthetic import ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticVideo
 from .synthetic_confusable import SyntheticConfusable, confusable_classes
-from .synthetic import (ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticUntrimmed,
-                        SyntheticVideo, UntrimmedVideo)
+from .synthetic_untrimmed import SyntheticUntrimmed, UntrimmedVideo
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",

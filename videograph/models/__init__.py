@@ -1,8 +1,11 @@
-r"""Recognition models: MUSLE, the space-time region graph (STRG) and the baselines of MUSLE's ablation; U2S around any video backbone."""
+r"""Models: MUSLE, the space-time region graph (STRG), the baselines of MUSLE's ablation, P-GCN's temporal action
+localiser, and U2S around any video backbone."""
 from .base import GCN, Base
 from .musle import MUSLE
+from .pgcn import PGCNLocalizer
 from .strg import STRG
 from .backbones import Small3DCNN, split_backbone
 from .u2s import STAGES, U2S, U2SOutput, fit_u2s
 
-__all__ = ["MUSLE", "STRG", "Base", "GCN", "U2S", "U2SOutput", "STAGES", "fit_u2s", "Small3DCNN", "split_backbone"]
+__all__ = ["MUSLE", "STRG", "Base", "GCN", "PGCNLocalizer", "U2S", "U2SOutput", "STAGES", "fit_u2s", "Small3DCNN",
+           "split_backbone"]
