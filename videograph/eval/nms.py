@@ -47,10 +47,18 @@ def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: O
             raise ValueError(f"'{name}' must be non-negative")
 
 
+def _radix_argsort(key: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integers below 2^30: one or two passes of NumPy's radix sort (15 bits)."""
+    low = np.argsort((key & 0x7FFF).astype(np.int16), kind="stable")
+    if key.size == 0 or int(key.max()) < 2 ** 15:
+        return low
+    return low[np.argsort((key[low] >> 15).astype(np.int16), kind="stable")]
+
+
 def _stable_argsort_int(key: Tensor) -> Tensor:
-    """Stable argsort of non-negative integers: NumPy's radix sort when they fit in 16 bits, else torch's sort."""
-    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 15):
-        return torch.from_numpy(np.argsort(key.numpy().astype(np.int16), kind="stable"))
+    """Stable argsort of non-negative integers: radix passes on CPU below 2^30, else torch's sort."""
+    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 30):
+        return torch.from_numpy(_radix_argsort(key.numpy()))
     return torch.sort(key, stable=True).indices
 
 
@@ -123,11 +131,10 @@ def _sparse_greedy(start: np.ndarray, end: np.ndarray, group: np.ndarray, rank: 
     a, b = by_start[p[over]], by_start[q[over]]
     source, target = np.minimum(a, b), np.maximum(a, b)                 # earlier in the order suppresses
     steps = int(rank.max()) + 1
-    small = np.int16 if steps < 2 ** 15 else np.int64                     # int16: NumPy's radix sort
-    by_rank = np.argsort(rank[source].astype(small), kind="stable")
+    by_rank = _radix_argsort(rank[source])                               # ranks < 2 048 + 1
     source, target = source[by_rank], target[by_rank]
     edge_ptr = np.cumsum(np.bincount(rank[source], minlength=steps))
-    rows = np.argsort(rank.astype(small), kind="stable")                 # rank-major
+    rows = _radix_argsort(rank)                                           # rank-major
     row_ptr = np.cumsum(np.bincount(rank, minlength=steps))
     suppressed = np.zeros(n, dtype=bool)
     kept = np.zeros(n, dtype=bool)
@@ -191,7 +198,8 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
         rows = small.cpu().numpy()
         cols = seg.cpu().numpy()
         # keep group ids dense so that their (group, start) keys stay small
-        dense = np.unique(group[small].cpu().numpy(), return_inverse=True)[1].reshape(-1)
+        dense = group.cpu().numpy() if small.numel() == n else \
+            np.unique(group[small].cpu().numpy(), return_inverse=True)[1].reshape(-1)
         flags = _sparse_greedy(np.ascontiguousarray(cols[rows, 0]), np.ascontiguousarray(cols[rows, 1]), dense,
                                rank[small].cpu().numpy(), iou_threshold)
         kept[small[torch.from_numpy(flags).to(kept.device)]] = True
@@ -208,6 +216,27 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     flags = torch.zeros(n, dtype=torch.bool, device=scores.device)
     flags[order[kept]] = True
     return by_score[flags.index_select(0, by_score)]
+
+
+def _decay_graph(start: np.ndarray, end: np.ndarray, valid: np.ndarray, iou_threshold: float, sigma: float):
+    """Soft-NMS's decay factors ``exp(-tIoU^2 / sigma)`` of every pair of one ``[G, M]`` block's row with a tIoU
+    above the threshold, as a CSR adjacency over the flat slots ``g * M + j``: (neighbour, factor, first edge,
+    degree)."""
+    m = valid.shape[1]
+    ids = np.flatnonzero(valid.reshape(-1))
+    st, en = start.reshape(-1)[ids], end.reshape(-1)[ids]
+    p, q, by_start = _overlapping_pairs(st, en, ids // m, iou_threshold)
+    s, e = st[by_start], en[by_start]
+    inter = np.clip(np.minimum(e[p], e[q]) - np.maximum(s[p], s[q]), 0, None)
+    union = (e[p] - s[p]) + (e[q] - s[q]) - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    over = iou > iou_threshold
+    a, b = ids[by_start[p[over]]], ids[by_start[q[over]]]
+    factor = np.exp(-iou[over] * iou[over] / sigma)
+    source, target, factor = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([factor, factor])
+    order = _radix_argsort(source) if valid.size < 2 ** 30 else np.argsort(source, kind="stable")
+    degree = np.bincount(source, minlength=valid.size)
+    return target[order], factor[order], np.cumsum(degree) - degree, degree
 
 
 def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
@@ -227,7 +256,8 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     ``iou_threshold`` of its own, not provided here).
 
     Ties: equal current scores select the segment that comes first in (decreasing input score, index) order.
-    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block).
+    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block of scores),
+    and decays only its overlapping neighbours, listed once beforehand as for :func:`temporal_nms`.
 
     Args:
         segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
@@ -270,30 +300,32 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
             slot = np.arange(m)
             valid = slot[None, :] < sizes[part, None]
             index = np.minimum(ptr[part, None] + slot[None, :], n - 1)             # [G, M]
-            start, end = seg[index, 0], seg[index, 1]
             current = np.where(valid, score[index], -np.inf)
-            active = np.arange(part.size)                       # rows with something left to select
+            current[current < score_threshold] = -np.inf
+            flat = current.reshape(-1)                          # a view: decays write through
+            neighbour, factor, first_edge, degree = _decay_graph(seg[index, 0], seg[index, 1], valid,
+                                                                 iou_threshold, sigma)
+            rows = np.arange(part.size)
             for step in range(m if top_k is None else min(m, top_k)):
-                current[current < score_threshold] = -np.inf
                 arg = current.argmax(1)                         # first maximum: the earliest in the order
-                rows = np.arange(active.size)
                 best = current[rows, arg]
                 live = best > -np.inf
                 if not live.any():
                     break
-                chosen = index[active, arg]
-                selected_at[chosen[live]] = step
-                new_score[chosen[live]] = best[live]
-                current[rows, arg] = -np.inf
-                s0, e0 = start[active, arg][:, None], end[active, arg][:, None]
-                st, en = start[active], end[active]
-                inter = np.clip(np.minimum(e0, en) - np.maximum(s0, st), 0, None)
-                union = (e0 - s0) + (en - st) - inter
-                iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-                hit = (iou > iou_threshold) & live[:, None]
-                current[hit] *= np.exp(-iou[hit] ** 2 / sigma)
-                if live.sum() < 0.75 * active.size:           # drop the finished groups from the block
-                    active, current = active[live], current[live]
+                chosen = index[rows[live], arg[live]]
+                selected_at[chosen] = step
+                new_score[chosen] = best[live]
+                picked = rows[live] * m + arg[live]
+                flat[picked] = -np.inf
+                # decay the overlapping neighbours of the picked segments (each belongs to one group: no repeats)
+                count = degree[picked]
+                total = int(count.sum())
+                if total:
+                    edge = np.repeat(first_edge[picked] - (np.cumsum(count) - count), count) + np.arange(total)
+                    target = neighbour[edge]
+                    flat[target] *= factor[edge]
+                    low = target[flat[target] < score_threshold]
+                    flat[low] = -np.inf
     chosen = np.flatnonzero(selected_at >= 0)
     # decreasing decayed score; ties by selection step, then position in the (group, score, index) order
     chosen = chosen[np.argsort(selected_at[chosen], kind="stable")]
