@@ -218,27 +218,6 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     return by_score[flags.index_select(0, by_score)]
 
 
-def _decay_graph(start: np.ndarray, end: np.ndarray, valid: np.ndarray, iou_threshold: float, sigma: float):
-    """Soft-NMS's decay factors ``exp(-tIoU^2 / sigma)`` of every pair of one ``[G, M]`` block's row with a tIoU
-    above the threshold, as a CSR adjacency over the flat slots ``g * M + j``: (neighbour, factor, first edge,
-    degree)."""
-    m = valid.shape[1]
-    ids = np.flatnonzero(valid.reshape(-1))
-    st, en = start.reshape(-1)[ids], end.reshape(-1)[ids]
-    p, q, by_start = _overlapping_pairs(st, en, ids // m, iou_threshold)
-    s, e = st[by_start], en[by_start]
-    inter = np.clip(np.minimum(e[p], e[q]) - np.maximum(s[p], s[q]), 0, None)
-    union = (e[p] - s[p]) + (e[q] - s[q]) - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    over = iou > iou_threshold
-    a, b = ids[by_start[p[over]]], ids[by_start[q[over]]]
-    factor = np.exp(-iou[over] * iou[over] / sigma)
-    source, target, factor = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([factor, factor])
-    order = _radix_argsort(source) if valid.size < 2 ** 30 else np.argsort(source, kind="stable")
-    degree = np.bincount(source, minlength=valid.size)
-    return target[order], factor[order], np.cumsum(degree) - degree, degree
-
-
 def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
              score_threshold: float = 0.001, top_k: Optional[int] = None, classes: Optional[Tensor] = None,
              batch: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -256,8 +235,7 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     ``iou_threshold`` of its own, not provided here).
 
     Ties: equal current scores select the segment that comes first in (decreasing input score, index) order.
-    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block of scores),
-    and decays only its overlapping neighbours, listed once beforehand as for :func:`temporal_nms`.
+    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block).
 
     Args:
         segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
@@ -300,32 +278,30 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
             slot = np.arange(m)
             valid = slot[None, :] < sizes[part, None]
             index = np.minimum(ptr[part, None] + slot[None, :], n - 1)             # [G, M]
+            start, end = seg[index, 0], seg[index, 1]
             current = np.where(valid, score[index], -np.inf)
-            current[current < score_threshold] = -np.inf
-            flat = current.reshape(-1)                          # a view: decays write through
-            neighbour, factor, first_edge, degree = _decay_graph(seg[index, 0], seg[index, 1], valid,
-                                                                 iou_threshold, sigma)
-            rows = np.arange(part.size)
+            active = np.arange(part.size)                       # rows with something left to select
             for step in range(m if top_k is None else min(m, top_k)):
+                current[current < score_threshold] = -np.inf
                 arg = current.argmax(1)                         # first maximum: the earliest in the order
+                rows = np.arange(active.size)
                 best = current[rows, arg]
                 live = best > -np.inf
                 if not live.any():
                     break
-                chosen = index[rows[live], arg[live]]
-                selected_at[chosen] = step
-                new_score[chosen] = best[live]
-                picked = rows[live] * m + arg[live]
-                flat[picked] = -np.inf
-                # decay the overlapping neighbours of the picked segments (each belongs to one group: no repeats)
-                count = degree[picked]
-                total = int(count.sum())
-                if total:
-                    edge = np.repeat(first_edge[picked] - (np.cumsum(count) - count), count) + np.arange(total)
-                    target = neighbour[edge]
-                    flat[target] *= factor[edge]
-                    low = target[flat[target] < score_threshold]
-                    flat[low] = -np.inf
+                chosen = index[active, arg]
+                selected_at[chosen[live]] = step
+                new_score[chosen[live]] = best[live]
+                current[rows, arg] = -np.inf
+                s0, e0 = start[active, arg][:, None], end[active, arg][:, None]
+                st, en = start[active], end[active]
+                inter = np.clip(np.minimum(e0, en) - np.maximum(s0, st), 0, None)
+                union = (e0 - s0) + (en - st) - inter
+                iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+                hit = (iou > iou_threshold) & live[:, None]
+                current[hit] *= np.exp(-iou[hit] ** 2 / sigma)
+                if live.sum() < 0.75 * active.size:           # drop the finished groups from the block
+                    active, current = active[live], current[live]
     chosen = np.flatnonzero(selected_at >= 0)
     # decreasing decayed score; ties by selection step, then position in the (group, score, index) order
     chosen = chosen[np.argsort(selected_at[chosen], kind="stable")]
