@@ -82,17 +82,6 @@ def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tens
     return order, group, sizes, by_score
 
 
-def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
-    """``[..., M, 2]`` x ``[..., K, 2]`` -> ``[..., M, K]`` tIoU, the formula of SSN's ``temporal_nms`` (and
-    :func:`videograph.graph.segment_iou`): ``inter / (len_a + len_b - inter)``. Zero-length pairs give ``nan``,
-    which is never ``> threshold``."""
-    inter = (torch.minimum(a[..., :, None, 1], b[..., None, :, 1])
-             - torch.maximum(a[..., :, None, 0], b[..., None, :, 0])).clamp_(min=0)
-    length_a = a[..., 1] - a[..., 0]
-    length_b = b[..., 1] - b[..., 0]
-    return inter / (length_a[..., :, None] + length_b[..., None, :] - inter)
-
-
 def _overlapping_pairs(start: np.ndarray, end: np.ndarray, group: np.ndarray, iou_threshold: float
                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions ``(p, q)`` in (group, start) order (and that order) of the pairs ``(a, b)`` of rows of one group that may have a tIoU above the threshold: ``b`` starts in
