@@ -240,15 +240,27 @@ def _bad(where, **change):
     ("gt", dict(segment=[6, 5]), r"ground truth of video 'a', entry 0: field 'segment'"),
     ("pred", dict(score=math.nan), r"video 'a', entry 0: field 'score' must be a finite number"),
     ("pred", dict(score="high"), r"field 'score'"),
-    ("pred", dict(score=None), r"field 'score'.*nothing"),
+    ("pred", dict(score=None), r"video 'a', entry 0: missing field 'score'"),
     ("pred", dict(segment=None), r"video 'a', entry 0: missing field 'segment'"),
     ("gt", dict(label=None), r"ground truth of video 'a', entry 0: field 'label'"),
     ("pred", dict(label=None), r"video 'a', entry 0: field 'label'"),
     ("gt", dict(segment=[1]), r"field 'segment' must be \[start, end\]"),
+    ("gt", dict(segment="ab"), r"field 'segment' must be \[start, end\]"),
 ])
 def test_bad_entries_name_the_video_and_field(where, change, match):
     truth, predictions = _bad(where, **change)
     with pytest.raises(ValueError, match=match):
+        detection_map(truth, predictions)
+
+
+def test_errors_name_the_right_video_among_many():
+    truth = gt(("a", [("x", 0, 10)]), ("b", [("x", 0, 10)]))
+    predictions = pred(("a", [("x", 0, 10, 0.5)]), ("empty", []), ("c", [("x", 0, 10, 0.5), ("x", 0, 10, 0.5)]))
+    predictions["results"]["c"][1]["score"] = float("inf")
+    with pytest.raises(ValueError, match=r"video 'c', entry 1: field 'score'"):
+        detection_map(truth, predictions)
+    truth["database"]["b"]["annotations"][0]["segment"] = [3, 2]
+    with pytest.raises(ValueError, match=r"ground truth of video 'b', entry 0: field 'segment'"):
         detection_map(truth, predictions)
 
 

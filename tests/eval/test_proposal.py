@@ -62,7 +62,7 @@ def test_bad_input():
         average_recall(truth, {"results": {"a": [{"segment": [0, 1], "score": 1}]}}, tiou_thresholds=[0.0, 0.5])
     with pytest.raises(ValueError, match="none is left"):
         average_recall(truth, {"results": {"b": [{"segment": [0, 1], "score": 1}]}})
-    with pytest.raises(ValueError, match="video 'a', entry 0: field 'score'"):
+    with pytest.raises(ValueError, match="video 'a', entry 0: missing field 'score'"):
         average_recall(truth, {"results": {"a": [{"segment": [0, 1]}]}})
     with pytest.raises(ValueError, match="max_avg_proposals"):
         average_recall(truth, {"results": {"a": [{"segment": [0, 1], "score": 1}]}}, max_avg_proposals=0)

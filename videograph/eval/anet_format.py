@@ -4,7 +4,7 @@ r"""Reading and checking ActivityNet-format JSON: ground truth ``{"database": {v
 import json
 import math
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -44,29 +44,66 @@ def _load(source: JsonInput, key: str, what: str) -> Dict[str, Any]:
     return source[key]
 
 
-def _segments(entries: Sequence[Tuple[str, int, Dict[str, Any]]], what: str, zero_length: str) -> np.ndarray:
-    """``[len(entries), 2]`` float64 segments; a ValueError names the first video whose segment is bad."""
-    out = np.empty((len(entries), 2), dtype=np.float64)
-    for k, (video, i, entry) in enumerate(entries):
-        segment = entry.get("segment") if isinstance(entry, dict) else None
-        if segment is None:
-            raise ValueError(f"{what} of video {video!r}, entry {i}: missing field 'segment'")
+class _Entries:
+    """The entries of all videos as one flat list, and the (video, position) of each for error messages."""
+
+    def __init__(self, what: str, videos: List[str], lists: List[list]) -> None:
+        self.what, self.videos = what, videos
+        self.items = [item for items in lists for item in items]
+        self.counts = np.array([len(items) for items in lists], dtype=np.int64)
+        self.first = np.cumsum(self.counts) - self.counts
+
+    def where(self, k: int) -> str:
+        v = int(np.searchsorted(self.first, k, "right")) - 1
+        while self.counts[v] == 0:                   # empty videos share their first index with the next one
+            v += 1
+        return f"{self.what} of video {self.videos[v]!r}, entry {k - int(self.first[v])}"
+
+    def field(self, name: str) -> list:
         try:
-            start, end = segment
-            out[k, 0] = start
-            out[k, 1] = end
-        except (TypeError, ValueError):
-            raise ValueError(f"{what} of video {video!r}, entry {i}: field 'segment' must be [start, end] numbers, "
-                             f"got {segment!r}") from None
+            return [item[name] for item in self.items]
+        except (KeyError, TypeError):
+            for k, item in enumerate(self.items):
+                if not isinstance(item, dict) or name not in item:
+                    raise ValueError(f"{self.where(k)}: missing field {name!r}") from None
+            raise
+
+
+def _segments(entries: _Entries, zero_length: str) -> np.ndarray:
+    """``[len(entries), 2]`` float64 segments; a ValueError names the first video whose segment is bad."""
+    raw = entries.field("segment")
+    try:
+        out = np.array(raw, dtype=np.float64).reshape(len(raw), 2)
+    except (TypeError, ValueError):
+        out = np.empty((len(raw), 2), dtype=np.float64)
+        for k, segment in enumerate(raw):
+            try:
+                start, end = segment
+                out[k] = float(start), float(end)
+            except (TypeError, ValueError):
+                raise ValueError(f"{entries.where(k)}: field 'segment' must be [start, end] numbers, "
+                                 f"got {segment!r}") from None
     bad = ~np.isfinite(out).all(1) | (out[:, 0] > out[:, 1])
     if zero_length == "raise":
         bad |= out[:, 0] == out[:, 1]
     if bad.any():
-        video, i, entry = entries[int(np.flatnonzero(bad)[0])]
+        k = int(np.flatnonzero(bad)[0])
         rule = "start < end (or zero_length='keep')" if zero_length == "raise" else "start <= end"
-        raise ValueError(f"{what} of video {video!r}, entry {i}: field 'segment' must be finite with {rule}, "
-                         f"got {entry['segment']!r}")
+        raise ValueError(f"{entries.where(k)}: field 'segment' must be finite with {rule}, got {raw[k]!r}")
     return out
+
+
+def _scores(entries: _Entries) -> np.ndarray:
+    raw = entries.field("score")
+    if {type(value) for value in raw} <= {int, float}:
+        score = np.array(raw, dtype=np.float64)
+        if np.isfinite(score).all():
+            return score
+    for k, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{entries.where(k)}: field 'score' must be a finite number, "
+                             f"got {'nothing' if value is None else repr(value)}")
+    raise AssertionError("unreachable")
 
 
 def check_zero_length(zero_length: str) -> None:
@@ -74,15 +111,13 @@ def check_zero_length(zero_length: str) -> None:
         raise ValueError(f"'zero_length' must be 'raise' or 'keep', got {zero_length!r}")
 
 
-def _labels(entries: Sequence[Tuple[str, int, Dict[str, Any]]], what: str) -> List[str]:
-    labels = []
-    for video, i, entry in entries:
-        label = entry.get("label")
-        if not isinstance(label, str):
-            raise ValueError(f"{what} of video {video!r}, entry {i}: field 'label' must be a string, "
-                             f"got {'nothing' if label is None else repr(label)}")
-        labels.append(label)
-    return labels
+def _labels(entries: _Entries) -> List[str]:
+    labels = [item.get("label") for item in entries.items]
+    if {type(label) for label in labels} <= {str}:
+        return labels
+    k = next(k for k, label in enumerate(labels) if not isinstance(label, str))
+    raise ValueError(f"{entries.where(k)}: field 'label' must be a string, "
+                     f"got {'nothing' if labels[k] is None else repr(labels[k])}")
 
 
 def load_ground_truth(source: JsonInput, subset: Optional[str] = None, *, labels: bool = True,
@@ -91,7 +126,7 @@ def load_ground_truth(source: JsonInput, subset: Optional[str] = None, *, labels
     A segment with ``start == end`` raises unless ``zero_length="keep"``; ``start > end`` always raises."""
     check_zero_length(zero_length)
     database = _load(source, "database", "ground truth")
-    videos, entries = [], []
+    videos, lists = [], []
     for video, info in database.items():
         if not isinstance(info, dict):
             raise ValueError(f"ground truth video {video!r}: entry must be a mapping")
@@ -104,19 +139,19 @@ def load_ground_truth(source: JsonInput, subset: Optional[str] = None, *, labels
         if not isinstance(annotations, list):
             raise ValueError(f"ground truth video {video!r}: missing field 'annotations' (a list)")
         videos.append(video)
-        entries.extend((video, i, a) for i, a in enumerate(annotations))
+        lists.append(annotations)
     if not videos:
         raise ValueError(f"ground truth has no video in subset {subset!r}")
-    index = {v: i for i, v in enumerate(videos)}
-    video = np.fromiter((index[v] for v, _, _ in entries), dtype=np.int64, count=len(entries))
-    segment = _segments(entries, "ground truth", zero_length)
+    entries = _Entries("ground truth", videos, lists)
+    video = np.repeat(np.arange(len(videos), dtype=np.int64), entries.counts)
+    segment = _segments(entries, zero_length)
     if labels:
-        names = _labels(entries, "ground truth")
+        names = _labels(entries)
         classes = sorted(set(names))
         lookup = {c: i for i, c in enumerate(classes)}
         label = np.fromiter((lookup[n] for n in names), dtype=np.int64, count=len(names))
     else:
-        classes, label = [], np.full(len(entries), -1, dtype=np.int64)
+        classes, label = [], np.full(len(entries.items), -1, dtype=np.int64)
     return GroundTruth(videos, classes, video, label, segment)
 
 
@@ -125,29 +160,22 @@ def load_predictions(source: JsonInput, classes: Optional[Sequence[str]] = None,
     """Reads ``source["results"]``; labels are looked up in ``classes`` (not read when ``None``)."""
     check_zero_length(zero_length)
     results = _load(source, "results", "predictions")
-    videos, entries = [], []
     for video, items in results.items():
         if not isinstance(items, list):
             raise ValueError(f"predictions of video {video!r}: must be a list of entries")
-        videos.append(video)
-        entries.extend((video, i, p) for i, p in enumerate(items))
-    video = np.repeat(np.arange(len(videos), dtype=np.int64), [len(results[v]) for v in videos])
-    segment = _segments(entries, "prediction", zero_length)
-    score = np.empty(len(entries), dtype=np.float64)
-    for k, (name, i, entry) in enumerate(entries):
-        value = entry.get("score")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"prediction of video {name!r}, entry {i}: field 'score' must be a finite number, "
-                             f"got {'nothing' if value is None else repr(value)}")
-        score[k] = value
+    videos = list(results)
+    entries = _Entries("prediction", videos, list(results.values()))
+    video = np.repeat(np.arange(len(videos), dtype=np.int64), entries.counts)
+    segment = _segments(entries, zero_length)
+    score = _scores(entries)
     if classes is None:
-        label = np.full(len(entries), -1, dtype=np.int64)
+        label = np.full(len(entries.items), -1, dtype=np.int64)
     else:
         lookup = {c: i for i, c in enumerate(classes)}
-        names = _labels(entries, "prediction")
+        names = _labels(entries)
         label = np.fromiter((lookup.get(n, -1) for n in names), dtype=np.int64, count=len(names))
         if (label < 0).any():
-            name, i, entry = entries[int(np.flatnonzero(label < 0)[0])]
-            raise ValueError(f"prediction of video {name!r}, entry {i}: field 'label' {entry['label']!r} is not a "
-                             f"class of the ground truth's subset")
+            k = int(np.flatnonzero(label < 0)[0])
+            raise ValueError(f"{entries.where(k)}: field 'label' {names[k]!r} is not a class of the ground truth's "
+                             f"subset")
     return Predictions(videos, video, label, segment, score)

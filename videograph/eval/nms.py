@@ -47,10 +47,18 @@ def _check(segments: Tensor, scores: Tensor, classes: Optional[Tensor], batch: O
             raise ValueError(f"'{name}' must be non-negative")
 
 
+def _radix_argsort(key: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integers below 2^30: one or two passes of NumPy's radix sort (15 bits)."""
+    low = np.argsort((key & 0x7FFF).astype(np.int16), kind="stable")
+    if key.size == 0 or int(key.max()) < 2 ** 15:
+        return low
+    return low[np.argsort((key[low] >> 15).astype(np.int16), kind="stable")]
+
+
 def _stable_argsort_int(key: Tensor) -> Tensor:
-    """Stable argsort of non-negative integers: NumPy's radix sort when they fit in 16 bits, else torch's sort."""
-    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 15):
-        return torch.from_numpy(np.argsort(key.numpy().astype(np.int16), kind="stable"))
+    """Stable argsort of non-negative integers: radix passes on CPU below 2^30, else torch's sort."""
+    if key.device.type == "cpu" and (key.numel() == 0 or int(key.max()) < 2 ** 30):
+        return torch.from_numpy(_radix_argsort(key.numpy()))
     return torch.sort(key, stable=True).indices
 
 
@@ -72,17 +80,6 @@ def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tens
         group[1:] = torch.cumsum(sorted_key[1:] != sorted_key[:-1], 0)
     sizes = torch.bincount(group, minlength=int(group[-1]) + 1 if n else 0)
     return order, group, sizes, by_score
-
-
-def _pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
-    """``[..., M, 2]`` x ``[..., K, 2]`` -> ``[..., M, K]`` tIoU, the formula of SSN's ``temporal_nms`` (and
-    :func:`videograph.graph.segment_iou`): ``inter / (len_a + len_b - inter)``. Zero-length pairs give ``nan``,
-    which is never ``> threshold``."""
-    inter = (torch.minimum(a[..., :, None, 1], b[..., None, :, 1])
-             - torch.maximum(a[..., :, None, 0], b[..., None, :, 0])).clamp_(min=0)
-    length_a = a[..., 1] - a[..., 0]
-    length_b = b[..., 1] - b[..., 0]
-    return inter / (length_a[..., :, None] + length_b[..., None, :] - inter)
 
 
 def _overlapping_pairs(start: np.ndarray, end: np.ndarray, group: np.ndarray, iou_threshold: float
@@ -123,11 +120,10 @@ def _sparse_greedy(start: np.ndarray, end: np.ndarray, group: np.ndarray, rank: 
     a, b = by_start[p[over]], by_start[q[over]]
     source, target = np.minimum(a, b), np.maximum(a, b)                 # earlier in the order suppresses
     steps = int(rank.max()) + 1
-    small = np.int16 if steps < 2 ** 15 else np.int64                     # int16: NumPy's radix sort
-    by_rank = np.argsort(rank[source].astype(small), kind="stable")
+    by_rank = _radix_argsort(rank[source])                               # ranks < 2 048 + 1
     source, target = source[by_rank], target[by_rank]
     edge_ptr = np.cumsum(np.bincount(rank[source], minlength=steps))
-    rows = np.argsort(rank.astype(small), kind="stable")                 # rank-major
+    rows = _radix_argsort(rank)                                           # rank-major
     row_ptr = np.cumsum(np.bincount(rank, minlength=steps))
     suppressed = np.zeros(n, dtype=bool)
     kept = np.zeros(n, dtype=bool)
@@ -191,7 +187,8 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
         rows = small.cpu().numpy()
         cols = seg.cpu().numpy()
         # keep group ids dense so that their (group, start) keys stay small
-        dense = np.unique(group[small].cpu().numpy(), return_inverse=True)[1].reshape(-1)
+        dense = group.cpu().numpy() if small.numel() == n else \
+            np.unique(group[small].cpu().numpy(), return_inverse=True)[1].reshape(-1)
         flags = _sparse_greedy(np.ascontiguousarray(cols[rows, 0]), np.ascontiguousarray(cols[rows, 1]), dense,
                                rank[small].cpu().numpy(), iou_threshold)
         kept[small[torch.from_numpy(flags).to(kept.device)]] = True
@@ -253,46 +250,53 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=device), scores.new_zeros(0)
     order, group, sizes, _ = _group_order(scores, classes, batch)
-    seg = segments.double()[order]
-    score = scores.double()[order]
-    ptr = torch.cumsum(sizes, 0) - sizes
-    selected_at = torch.full((n,), -1, dtype=torch.long, device=device)
-    new_score = torch.zeros(n, dtype=torch.float64, device=device)
-    minus_inf = float("-inf")
-
-    padded = torch.ones_like(sizes)
-    padded[sizes > 1] = 2 ** torch.ceil(torch.log2(sizes[sizes > 1].double())).long()
-    for m in torch.unique(padded).tolist():
-        groups = (padded == m).nonzero().flatten()
+    # the steps run in NumPy (its gathers are several times faster than tensor indexing on CPU)
+    seg = segments.detach().double()[order].cpu().numpy()
+    score = scores.detach().double()[order].cpu().numpy()
+    sizes = sizes.cpu().numpy()
+    ptr = np.cumsum(sizes) - sizes
+    selected_at = np.full(n, -1, dtype=np.int64)
+    new_score = np.zeros(n, dtype=np.float64)
+    padded = np.ones_like(sizes)
+    padded[sizes > 1] = 2 ** np.ceil(np.log2(sizes[sizes > 1])).astype(np.int64)
+    for m in np.unique(padded).tolist():
+        groups = np.flatnonzero(padded == m)
         chunk = max(1, _BLOCK_ELEMENTS // m)
-        for start in range(0, groups.numel(), chunk):
-            part = groups[start:start + chunk]
-            slot = torch.arange(m, device=device)
+        for first in range(0, groups.size, chunk):
+            part = groups[first:first + chunk]
+            slot = np.arange(m)
             valid = slot[None, :] < sizes[part, None]
-            index = (ptr[part, None] + slot[None, :]).clamp_(max=n - 1)
-            block = seg[index]                                  # [G, M, 2]
-            current = torch.where(valid, score[index], minus_inf)
-            rows = torch.arange(part.numel(), device=device)
-            steps = m if top_k is None else min(m, top_k)
-            for step in range(steps):
-                current = torch.where(current < score_threshold, minus_inf, current)
-                best, arg = current.max(1)                      # first maximum: the earliest in the order
-                live = best > minus_inf
-                if not bool(live.any()):
+            index = np.minimum(ptr[part, None] + slot[None, :], n - 1)             # [G, M]
+            start, end = seg[index, 0], seg[index, 1]
+            current = np.where(valid, score[index], -np.inf)
+            active = np.arange(part.size)                       # rows with something left to select
+            for step in range(m if top_k is None else min(m, top_k)):
+                current[current < score_threshold] = -np.inf
+                arg = current.argmax(1)                         # first maximum: the earliest in the order
+                rows = np.arange(active.size)
+                best = current[rows, arg]
+                live = best > -np.inf
+                if not live.any():
                     break
-                chosen = index[rows, arg]
+                chosen = index[active, arg]
                 selected_at[chosen[live]] = step
                 new_score[chosen[live]] = best[live]
-                current[rows, arg] = minus_inf
-                iou = _pairwise_tiou(block[rows, arg][:, None, :], block)[:, 0, :]    # [G, M]
-                decay = torch.where(iou > iou_threshold, torch.exp(-iou * iou / sigma), 1.0)
-                current = torch.where(live[:, None], current * decay, current)
-    chosen = (selected_at >= 0).nonzero().flatten()
+                current[rows, arg] = -np.inf
+                s0, e0 = start[active, arg][:, None], end[active, arg][:, None]
+                st, en = start[active], end[active]
+                inter = np.clip(np.minimum(e0, en) - np.maximum(s0, st), 0, None)
+                union = (e0 - s0) + (en - st) - inter
+                iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+                hit = (iou > iou_threshold) & live[:, None]
+                current[hit] *= np.exp(-iou[hit] ** 2 / sigma)
+                if live.sum() < 0.75 * active.size:           # drop the finished groups from the block
+                    active, current = active[live], current[live]
+    chosen = np.flatnonzero(selected_at >= 0)
     # decreasing decayed score; ties by selection step, then position in the (group, score, index) order
-    key = torch.sort(selected_at[chosen], stable=True).indices
-    chosen = chosen[key]
-    chosen = chosen[torch.sort(new_score[chosen], descending=True, stable=True).indices]
-    return order[chosen], new_score[chosen].to(scores.dtype)
+    chosen = chosen[np.argsort(selected_at[chosen], kind="stable")]
+    chosen = chosen[np.argsort(-new_score[chosen], kind="stable")]
+    chosen_t = torch.from_numpy(chosen).to(device)
+    return order[chosen_t], torch.from_numpy(new_score[chosen]).to(device=device, dtype=scores.dtype)
 
 
 class TemporalNMS(torch.nn.Module):
