@@ -136,9 +136,9 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     if video.labels is not None:
         data.y = video.labels
 
-    # Every pairwise quantity derives from the raw intersection and the summed lengths: with frame-inclusive
-    # counting both gain +1 per segment, the tIoU union is ``length_sum - inter`` and, for disjoint segments,
-    # U = ``length_sum`` (union) or ``length_sum - inter`` (span). Comparing products avoids divisions.
+    # Every pairwise quantity is computed with the expression of segment_iou / segment_distance (frame-inclusive
+    # counting adds 1 per segment; for disjoint segments U is the summed lengths or the span), so thresholds
+    # and ties decide exactly as `segment_iou(a, b) > theta_ctx` and `segment_distance(a, b) < theta_sur` do.
     # Work happens in order of start time, so a block of targets only meets the window of sources that can
     # reach it in time, instead of all N.
     one = 1.0 if pgcn_official else 0.0
@@ -161,17 +161,22 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
         rows = torch.arange(last - first, device=segments.device)
         selected = {}
         if want["contextual"]:
-            mask = inter * (1.0 + theta_ctx) > theta_ctx * length_sum
+            tiou = inter / (length_sum - inter)  # segment_iou's expression, so ties compare as it does
+            mask = tiou > theta_ctx
             mask[rows, rows + first - begin] = False
             if max_contextual is not None:
-                mask = _keep_best(mask, inter / (length_sum - inter), max_contextual, descending=True)
+                mask = _keep_best(mask, tiou, max_contextual, descending=True)
             selected["contextual"] = mask.nonzero(as_tuple=True)
         if want["surrounding"]:
-            union = length_sum - inter if pgcn_official else length_sum
-            gap = (centre2[first:last, None] - centre2[window]).abs_()
-            mask = (inter <= 0) & (gap < (2.0 * theta_sur) * union)
+            union = torch.maximum(end_time[first:last, None], end_time[window]) \
+                - torch.minimum(start_time[first:last, None], start_time[window]) + one if pgcn_official \
+                else length_sum
+            # gap / union is exactly twice segment_distance's |c_i - c_j| / U (halving is exact in floating
+            # point), so `< 2 theta` decides ties as `segment_distance(a, b) < theta` does.
+            distance2 = (centre2[first:last, None] - centre2[window]).abs_().div_(union)
+            mask = (inter <= 0) & (distance2 < 2.0 * theta_sur)
             if max_surrounding is not None:
-                mask = _keep_best(mask, gap / union, max_surrounding, descending=False)
+                mask = _keep_best(mask, distance2, max_surrounding, descending=False)
             selected["surrounding"] = mask.nonzero(as_tuple=True)
         for kind, (row, col) in selected.items():
             targets, sources, weights = found[kind]
