@@ -40,11 +40,13 @@ def brute_force_edges(segments, theta_ctx=0.7, theta_sur=1.0, official=False):
 
 def best_per_target(edges, k, descending, segments):
     """Each target's k best sources; ties go to the earlier start, then the smaller index."""
+    by_target = {}
+    for j, i in edges:
+        by_target.setdefault(i, []).append(j)
     kept = set()
-    for target in {i for _, i in edges}:
-        sources = sorted((j for j, i in edges if i == target),
-                         key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)],
-                                        float(segments[j, 0]), j))
+    for target, sources in by_target.items():
+        sources = sorted(sources, key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)],
+                                                 float(segments[j, 0]), j))
         kept |= {(j, target) for j in sources[:k]}
     return kept
 
@@ -200,6 +202,52 @@ def test_official_mode_with_a_bounded_surrounding_window(generator, integer, the
     assert as_set(data.surrounding_edge_index) == best_per_target(sur, 2, False, video.segments)
     uncapped = build_graph(video, pgcn_official=True, theta_sur=theta_sur, max_surrounding=10 ** 6)
     assert as_set(uncapped.surrounding_edge_index) == set(sur) and 0 < len(sur) < 60 * 59
+
+
+def long_video(generator, n=300, integer=True, adjacent=False):
+    """Proposals over a video much longer than they are, so each target's reach is a small part of it."""
+    start = torch.rand(n, generator=generator) * 40 * n
+    length = 5 + torch.rand(n, generator=generator) * 60
+    if integer:
+        start, length = start.round(), length.round()
+    if adjacent:  # every other proposal starts right after the one before it ends: many tied distances
+        start[1::2] = start[0::2][:n // 2] + length[0::2][:n // 2] + 1
+    segments = torch.stack([start, start + length], 1).double()
+    return Proposals(segments, torch.randn(n, 8, generator=generator))
+
+
+@pytest.mark.parametrize("chunk_size, max_surrounding", [(16, 1), (256, 2), (32, 3)])
+@pytest.mark.parametrize("integer, adjacent", [(True, False), (True, True), (False, False)])
+def test_official_nearest_disjoint_search_matches_the_brute_force_loop(generator, chunk_size, max_surrounding,
+                                                                      integer, adjacent):
+    # theta_sur = 1 keeps every disjoint pair: each target's best sources come from the nearest-disjoint
+    # bound, not from a window of the whole video.
+    video = long_video(generator, integer=integer, adjacent=adjacent)
+    data = build_graph(video, pgcn_official=True, max_surrounding=max_surrounding, chunk_size=chunk_size)
+    ctx, sur = brute_force_edges(video.segments, official=True)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, True, video.segments)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, max_surrounding, False, video.segments)
+    assert data.surrounding_edge_index.size(1) == max_surrounding * len(video)
+    if adjacent:  # ties at 2d = 1 exactly are present, and the earlier start wins them
+        assert sum(d == 0.5 for d in sur.values()) > len(video) // 2
+
+
+def test_official_weights_are_feature_cosines(generator):
+    video = long_video(generator)
+    data = build_graph(video, pgcn_official=True)
+    x = torch.nn.functional.normalize(video.features, dim=1)
+    torch.testing.assert_close(data.edge_weight, (x[data.edge_index[0]] * x[data.edge_index[1]]).sum(1))
+
+
+@pytest.mark.parametrize("chunk_size", [5, 32])
+def test_dense_weights_reused_across_blocks_are_feature_cosines(generator, chunk_size):
+    # Dense blocks take the cosines with earlier sources from earlier blocks' products (transposed).
+    video = random_proposals(generator, n=150)
+    data = build_graph(video, theta_sur=2.0, chunk_size=chunk_size)
+    x = torch.nn.functional.normalize(video.features, dim=1)
+    torch.testing.assert_close(data.edge_weight, (x[data.edge_index[0]] * x[data.edge_index[1]]).sum(1))
+    ctx, sur = brute_force_edges(video.segments, theta_sur=2.0)
+    assert as_set(data.surrounding_edge_index) == set(sur)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64])
