@@ -258,7 +258,7 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     spans = [(min(r[b][0] for r in present), max(r[b][1] for r in present)) for b in range(len(present[0]))]
     still_needed = [min(begin for begin, _ in spans[b:]) for b in range(len(spans))]  # suffix minima
     tiles = {}
-    found = {kind: ([], [], []) for kind in want}
+    found = {kind: [] for kind in want}
     for block, first in enumerate(range(0, num_nodes, chunk_size)):
         last = min(first + chunk_size, num_nodes)
         rows = slice(first, last)
@@ -276,7 +276,7 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
             if max_contextual is not None:
                 mask = _keep_best(mask, tiou, max_contextual, descending=True)
             row, col = mask.nonzero(as_tuple=True)
-            selected["contextual"] = (row, col + begin)
+            selected["contextual"] = (row, col.add_(begin))
         if want["surrounding"]:
             begin, finish = ranges[1][block]
             window = slice(begin, finish)
@@ -295,23 +295,31 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
             if max_surrounding is not None:
                 mask = _keep_best(mask, distance2, max_surrounding, descending=False)
             row, col = mask.nonzero(as_tuple=True)
-            selected["surrounding"] = (row, col + begin)
+            selected["surrounding"] = (row, col.add_(begin))
         weights = {}
         if unit is not None:
             weights = _block_cosines(unit, first, last, selected, spans[block], block, tiles, symmetric, chunk_size)
             for earlier in [b for b in tiles if (b + 1) * chunk_size <= still_needed[min(block + 1, len(spans) - 1)]]:
                 del tiles[earlier]
         for kind, (row, col) in selected.items():
-            targets, sources, kind_weights = found[kind]
-            targets.append(row + first)
-            sources.append(col)
-            if unit is not None:
-                kind_weights.append(weights[kind])
+            found[kind].append((row.add_(first), col, weights.get(kind)))
 
-    for kind, (targets, sources, weights) in found.items():
+    # One allocation per output, each edge written once (fresh large buffers cost page faults).
+    for kind, parts in found.items():
         if not want[kind]:
             continue
-        data[f"{kind}_edge_index"] = torch.stack([order[torch.cat(sources)], order[torch.cat(targets)]])
-        data[f"{kind}_edge_weight"] = torch.cat(weights) if unit is not None else \
-            torch.ones(data[f"{kind}_edge_index"].size(1), device=segments.device)
+        total = sum(row.numel() for row, _, _ in parts)
+        index = torch.empty(2, total, dtype=torch.long, device=segments.device)
+        weight = torch.empty(total, dtype=unit.dtype, device=segments.device) if unit is not None else \
+            torch.ones(total, device=segments.device)
+        offset = 0
+        for row, col, block_weight in parts:
+            stop = offset + row.numel()
+            torch.index_select(order, 0, col, out=index[0, offset:stop])
+            torch.index_select(order, 0, row, out=index[1, offset:stop])
+            if block_weight is not None:
+                weight[offset:stop] = block_weight
+            offset = stop
+        data[f"{kind}_edge_index"] = index
+        data[f"{kind}_edge_weight"] = weight
     return data
