@@ -206,8 +206,14 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     candidates, or the node itself, when it has fewer than the quota, which is a sampling choice left to
     :mod:`videograph.sampler`.
 
-    Pairwise work runs in blocks of ``chunk_size`` targets (in order of start time) against the window of
-    sources that can reach them, so memory is :math:`O(\text{chunk} \cdot \text{window} + E)`.
+    Thresholds are strict and decide ties as ``segment_iou(a, b) > theta_ctx`` and
+    ``segment_distance(a, b) < theta_sur`` do (the same expressions, in the segments' dtype).
+
+    Pairwise work runs in blocks of ``chunk_size`` targets (in order of start time) against, per kind, the
+    window of sources that can reach them (see ``docs/graphs.md``); with ``pgcn_official`` and a cap on
+    surrounding sources, a nearest-disjoint search bounds that window, so the work is no longer quadratic for
+    :math:`\theta_{sur} \geq 1`. Memory is :math:`O(\text{chunk} \cdot \text{window} + E)` plus the
+    cosine products of the earlier blocks a later one still reaches.
 
     Node keys: ``x`` (features), ``x_ext`` (extended features), ``segments``, ``score``, ``y`` (labels).
     """
@@ -255,11 +261,12 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     symmetric = not (pgcn_official and max_surrounding is not None and want["surrounding"])
     unit = F.normalize(video.features[order], dim=-1) if video.features is not None else None
     present = [r for r in ranges if r is not None]
-    spans = [(min(r[b][0] for r in present), max(r[b][1] for r in present)) for b in range(len(present[0]))]
+    spans = [(min(r[b][0] for r in present), max(r[b][1] for r in present))
+             for b in range(len(present[0]) if present else 0)]
     still_needed = [min(begin for begin, _ in spans[b:]) for b in range(len(spans))]  # suffix minima
     tiles = {}
     found = {kind: [] for kind in want}
-    for block, first in enumerate(range(0, num_nodes, chunk_size)):
+    for block, first in enumerate(range(0, num_nodes if present else 0, chunk_size)):
         last = min(first + chunk_size, num_nodes)
         rows = slice(first, last)
         selected = {}
@@ -297,7 +304,7 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
             row, col = mask.nonzero(as_tuple=True)
             selected["surrounding"] = (row, col.add_(begin))
         weights = {}
-        if unit is not None:
+        if unit is not None and selected:
             weights = _block_cosines(unit, first, last, selected, spans[block], block, tiles, symmetric, chunk_size)
             for earlier in [b for b in tiles if (b + 1) * chunk_size <= still_needed[min(block + 1, len(spans) - 1)]]:
                 del tiles[earlier]
