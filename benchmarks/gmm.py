@@ -5,9 +5,10 @@ k in {3, 4, 5} (242 296 sub-graphs). Every case runs in its own subprocess on on
 (``resource.getrusage``) is its own; ``*_extra_gib`` subtracts the RSS measured after imports, model and inputs
 (the part the operation itself adds). Times are medians.
 
-    python benchmarks/gmm.py [--quick]
+    python benchmarks/gmm.py [--quick | --smoke] [--out DIR]
 
-writes ``results/bench_gmm.json`` and ``results/bench_gmm.png``.
+writes ``DIR/bench_gmm.json`` and ``DIR/bench_gmm.png`` (default ``results/``). ``--smoke`` runs every case at a
+tiny size (8 nodes, 4 classes), all in one subprocess, to check that the benchmark runs; its figures mean nothing.
 """
 import argparse
 import json
@@ -20,6 +21,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1024 ** 3
+#: The keys bench_gmm.json always has (``materialised_*_k4`` are null with ``--quick`` and ``--smoke``).
+KEYS = ("fused_s_per_video", "fused_peak_gib", "fused_extra_gib", "fused_train_s_per_video", "fused_train_peak_gib",
+        "fused_peak_gib_k4", "fused_extra_gib_k4", "materialised_peak_gib_k4", "materialised_extra_gib_k4",
+        "memory_ratio_k4", "memory_ratio_extra_k4", "fused_train_s_k4", "materialised_train_s_k4",
+        "fused_scores_s_k3", "materialised_scores_s_k3", "scores_speedup_k3", "fused_train_extra_gib_k3",
+        "materialised_train_extra_gib_k3", "fused_train_s_k3", "materialised_train_s_k3", "nodes", "classes",
+        "components", "node_channels", "pair_channels", "quick", "smoke")
 
 
 def rss_gib() -> float:
@@ -70,28 +78,34 @@ def worker(spec: dict) -> dict:
     return {"s": statistics.median(times), "peak_gib": peak, "extra_gib": peak - base}
 
 
-def measure(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+def measure(specs: list) -> list:
+    """Runs the cases in one fresh subprocess (so only the first one's memory is its own)."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(specs)],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        print(f"  {spec}: failed ({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode})")
-        return {"s": None, "peak_gib": None, "extra_gib": None}
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"  {spec['path']:>12} {spec['op']:>6} k={spec['scales']} C={spec['classes']}: "
-          f"{result['s']:.3f} s, peak {result['peak_gib']:.3f} GiB (+{result['extra_gib']:.3f})", flush=True)
-    return result
+        print(f"  {specs}: failed ({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode})")
+        return [{"s": None, "peak_gib": None, "extra_gib": None} for _ in specs]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    for spec, result in zip(specs, results):
+        print(f"  {spec['path']:>12} {spec['op']:>6} k={spec['scales']} C={spec['classes']}: "
+              f"{result['s']:.3f} s, peak {result['peak_gib']:.3f} GiB (+{result['extra_gib']:.3f})", flush=True)
+    return results
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, no materialised k = 4")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer repeats, no materialised k = 4")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes in one subprocess: checks that it runs")
+    parser.add_argument("--out", default=os.path.join(ROOT, "results"),
+                        help="folder for bench_gmm.json / .png (default results/)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        print(json.dumps([worker(spec) for spec in json.loads(args.worker)]))
         return
-    repeats = 1 if args.quick else 3
-    paper = {"nodes": 32, "classes": 174, "repeats": repeats}
+    repeats = 1 if args.quick or args.smoke else 3
+    paper = {"nodes": 8 if args.smoke else 32, "classes": 4 if args.smoke else 174, "repeats": repeats}
     cases = {
         "fused_scores": dict(paper, path="fused", op="scores", scales=[3, 4, 5]),
         "fused_train": dict(paper, path="fused", op="train", scales=[3, 4, 5], repeats=1),
@@ -101,9 +115,12 @@ def main() -> None:
         "materialised_train_k3": dict(paper, path="materialised", op="train", scales=[3], repeats=1),
         "fused_train_k4": dict(paper, path="fused", op="train", scales=[4], repeats=1),
     }
-    if not args.quick:
+    if not args.quick and not args.smoke:
         cases["materialised_train_k4"] = dict(paper, path="materialised", op="train", scales=[4], repeats=1)
-    results = {name: measure(spec) for name, spec in cases.items()}
+    if args.smoke:
+        results = dict(zip(cases, measure(list(cases.values()))))
+    else:
+        results = {name: measure([spec])[0] for name, spec in cases.items()}
 
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -131,17 +148,17 @@ def main() -> None:
         "materialised_train_extra_gib_k3": results["materialised_train_k3"]["extra_gib"],
         "fused_train_s_k3": results["fused_train_k3"]["s"],
         "materialised_train_s_k3": results["materialised_train_k3"]["s"],
-        "nodes": 32, "classes": 174, "components": 6, "node_channels": 256, "pair_channels": 64,
-        "quick": args.quick,
+        "nodes": paper["nodes"], "classes": paper["classes"], "components": 6, "node_channels": 256,
+        "pair_channels": 64, "quick": args.quick, "smoke": args.smoke,
     }
-    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "results", "bench_gmm.json"), "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_gmm.json"), "w") as f:
         json.dump(figures, f, indent=2)
     print(json.dumps(figures, indent=2))
-    plot(results, os.path.join(ROOT, "results", "bench_gmm.png"))
+    plot(results, os.path.join(args.out, "bench_gmm.png"), paper["nodes"], paper["classes"])
 
 
-def plot(results: dict, path: str) -> None:
+def plot(results: dict, path: str, nodes: int, classes: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,7 +172,8 @@ def plot(results: dict, path: str) -> None:
         ax.set_xlabel(label)
         ax.set_xscale("log")
         ax.invert_yaxis()
-    fig.suptitle("PrototypeBank, 32 nodes, 174 classes x K=6, node 256-d, pair 64-d (blue fused, red materialised)")
+    fig.suptitle(f"PrototypeBank, {nodes} nodes, {classes} classes x K=6, node 256-d, pair 64-d "
+                 "(blue fused, red materialised)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -1,7 +1,8 @@
 """Benchmark of videograph.ops against the PyTorch / PyG ops they compete with.
 
-Run ``python benchmarks/ops.py`` (``--quick`` for a smaller, faster run). On
-one CPU thread it times, round-robin and reporting medians:
+Run ``python benchmarks/ops.py [--quick | --smoke] [--out DIR]`` (``--quick``
+for a smaller, faster run; ``--smoke`` for tiny sizes that only check that it
+runs). On one CPU thread it times, round-robin and reporting medians:
 
 - ``gather_sum`` (S=200000, W=15, F=64, M=10000) against
   ``F.embedding_bag(mode='sum')`` and the materialising
@@ -16,7 +17,8 @@ GB/s counts the logical bytes an op must read and write (index, every
 gathered or scattered value, output); cache hits can make this exceed copy
 bandwidth. Peak memory is the growth of the process' peak RSS (``VmHWM``,
 reset through ``/proc/self/clear_refs``) while one call runs, each in a fresh
-subprocess. Writes ``results/bench_ops.json`` and ``results/bench_ops.png``.
+subprocess (with ``--smoke``, all in one subprocess). Writes
+``DIR/bench_ops.json`` and ``DIR/bench_ops.png`` (default ``results/``).
 
 The Triton kernels are not timed: they only run on CUDA, and there is no GPU
 here (under ``TRITON_INTERPRET=1`` they are interpreted and meaningless to
@@ -45,6 +47,31 @@ from videograph.ops import gather_sum, scatter, segment  # noqa: E402
 GATHER = dict(S=200_000, W=15, F=64, M=10_000)
 SCATTER = dict(E=1_000_000, F=32, N=50_000)
 QUICK_SCALE = 10
+SMOKE_SCALE = 1000
+_GATHER_CONTENDERS = ('gather_sum', 'embedding_bag', 'materialised')
+_TABLES = {'scatter_sum': ('videograph', 'scatter_reduce', 'pyg', 'index_add'),
+           'scatter_mean': ('videograph', 'scatter_reduce', 'pyg'),
+           'scatter_max': ('videograph', 'scatter_reduce', 'pyg'),
+           'segment_sum': ('videograph', 'segment_reduce', 'pyg', 'scatter_reduce_sorted'),
+           'segment_max': ('videograph', 'segment_reduce', 'pyg', 'scatter_reduce_sorted')}
+#: The keys bench_ops.json always has.
+KEYS = (('threads', 'with_torch_scatter', 'reps', 'quick', 'smoke') +
+        tuple(f'gather_{k}' for k in GATHER) +
+        tuple(f'scatter_{k}' for k in SCATTER) +
+        ('copy_ms', 'copy_gbps', 'gather_sum_gbps', 'embedding_bag_gbps',
+         'gather_sum_vs_best', 'gather_sum_vs_materialised',
+         'gather_sum_fwd_bwd_gather_sum_ms',
+         'gather_sum_fwd_bwd_embedding_bag_ms', 'gather_sum_fwd_bwd_vs_best',
+         'gathered_intermediate_mb') +
+        tuple(f'gather_sum_fwd_{name}_ms' for name in _GATHER_CONTENDERS) +
+        tuple(f'peak_mb_{name}' for name in _GATHER_CONTENDERS) +
+        ('peak_mb_gather_sum_fwd_bwd', 'peak_mb_embedding_bag_fwd_bwd') +
+        tuple(f'{label}_{suffix}' for label, names in _TABLES.items()
+              for suffix in [f'{n}_ms' for n in names] +
+              ['gbps', 'best_baseline', 'vs_best']))
+#: Keys that are written (numbers) whenever the named package is importable.
+EXT_KEYS = {'torch_scatter': tuple(f'{label}_torch_scatter_ms'
+                                   for label in _TABLES)}
 
 
 def median_ms(times):
@@ -183,28 +210,33 @@ def rss_kb(key):
             return int(line.split()[1])
 
 S, W, Fd, M = {S}, {W}, {F}, {M}
-gen = torch.Generator().manual_seed(0)
-table = torch.randn(M, Fd, generator=gen).requires_grad_({backward})
-index = torch.randint(0, M, (S, W), generator=gen)
-grad_out = torch.randn(S, Fd, generator=gen)
-run = {{
-    'gather_sum': lambda: gather_sum(table, index),
-    'embedding_bag': lambda: F.embedding_bag(index, table, mode='sum'),
-    'materialised': lambda: table[index].sum(1),
-}}[{name!r}]
-with open('/proc/self/clear_refs', 'w') as f:
-    f.write('5')  # resets VmHWM to the current RSS
-before = rss_kb('VmRSS')
-out = run()
-if {backward}:
-    out.backward(grad_out)
-print(json.dumps((rss_kb('VmHWM') - before) / 1024))
+peaks = []
+for name, backward in {cases!r}:
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(M, Fd, generator=gen).requires_grad_(backward)
+    index = torch.randint(0, M, (S, W), generator=gen)
+    grad_out = torch.randn(S, Fd, generator=gen)
+    run = {{
+        'gather_sum': lambda: gather_sum(table, index),
+        'embedding_bag': lambda: F.embedding_bag(index, table, mode='sum'),
+        'materialised': lambda: table[index].sum(1),
+    }}[name]
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current RSS
+    before = rss_kb('VmRSS')
+    out = run()
+    if backward:
+        out.backward(grad_out)
+    peaks.append((rss_kb('VmHWM') - before) / 1024)
+    del out, table, index, grad_out
+print(json.dumps(peaks))
 """
 
 
-def peak_memory_mb(name, sizes, backward):
-    code = PEAK_SNIPPET.format(root=ROOT, name=name, backward=backward,
-                               **sizes)
+def peak_memory_mb(cases, sizes):
+    """Peak RSS growth (MB) of one call of each ``(name, backward)`` case, all in one fresh subprocess (so
+    only the first is clean unless ``cases`` has one entry)."""
+    code = PEAK_SNIPPET.format(root=ROOT, cases=list(cases), **sizes)
     ran = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True)
     return json.loads(ran.stdout.strip().splitlines()[-1])
@@ -255,21 +287,29 @@ def plot(results, gbps, path):
     fig.savefig(path, dpi=120)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--quick', action='store_true',
-                        help=f'sizes / {QUICK_SCALE} and fewer repetitions')
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true',
+                      help=f'sizes / {QUICK_SCALE} and fewer repetitions')
+    size.add_argument('--smoke', action='store_true',
+                      help='tiny sizes, one repetition: checks that it runs')
     parser.add_argument('--reps', type=int, default=None)
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--out', default=os.path.join(ROOT, 'results'))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     gather_sizes, scatter_sizes = dict(GATHER), dict(SCATTER)
     if args.quick:
         gather_sizes['S'] //= QUICK_SCALE
         scatter_sizes['E'] //= QUICK_SCALE
-    reps = args.reps or (5 if args.quick else 11)
+    if args.smoke:
+        gather_sizes['S'] //= SMOKE_SCALE
+        gather_sizes['M'] //= SMOKE_SCALE
+        scatter_sizes['E'] //= SMOKE_SCALE
+        scatter_sizes['N'] //= SMOKE_SCALE
+    reps = args.reps or (1 if args.smoke else 5 if args.quick else 11)
 
     steps = (reps + min(reps, 3) + max(3, reps // 2) + 4 * reps + 2 * reps +
              6)
@@ -282,7 +322,7 @@ def main():
 
     results = dict(threads=torch.get_num_threads(),
                    with_torch_scatter=videograph.typing.WITH_TORCH_SCATTER,
-                   reps=reps, quick=args.quick,
+                   reps=reps, quick=args.quick, smoke=args.smoke,
                    **{f'gather_{k}': v for k, v in gather_sizes.items()},
                    **{f'scatter_{k}': v for k, v in scatter_sizes.items()})
 
@@ -323,13 +363,17 @@ def main():
 
     results['gathered_intermediate_mb'] = (
         gather_sizes['S'] * gather_sizes['W'] * gather_sizes['F'] * 4 / 2**20)
-    for name in ('gather_sum', 'embedding_bag', 'materialised'):
-        results[f'peak_mb_{name}'] = peak_memory_mb(name, gather_sizes, False)
-        progress.update(1)
-    for name in ('gather_sum', 'embedding_bag'):
-        results[f'peak_mb_{name}_fwd_bwd'] = peak_memory_mb(
-            name, gather_sizes, True)
-        progress.update(1)
+    cases = {f'peak_mb_{name}': (name, False) for name in _GATHER_CONTENDERS}
+    cases.update({f'peak_mb_{name}_fwd_bwd': (name, True)
+                  for name in ('gather_sum', 'embedding_bag')})
+    if args.smoke:  # one subprocess for all: only checks that it runs
+        results.update(zip(cases, peak_memory_mb(cases.values(),
+                                                 gather_sizes)))
+        progress.update(len(cases))
+    else:
+        for key, case in cases.items():
+            results[key] = peak_memory_mb([case], gather_sizes)[0]
+            progress.update(1)
     progress.close()
 
     os.makedirs(args.out, exist_ok=True)

@@ -1,15 +1,18 @@
 """Neighbour-sampling throughput: videograph's NeighborSampler against a naive per-node loop and PyG.
 
-    python benchmarks/sampler.py [--quick] [--no-progress]
+    python benchmarks/sampler.py [--quick | --smoke] [--out DIR] [--no-progress]
 
-Writes results/bench_sampler.json (medians over mini-batches, seeds per second, one thread) and
-results/bench_sampler.png. Workloads: a uniform random graph (100 k nodes, 1 M edges) and a batch of 64
+Writes DIR/bench_sampler.json (default results/; medians over mini-batches, seeds per second, one thread) and
+DIR/bench_sampler.png. Workloads: a uniform random graph (100 k nodes, 1 M edges) and a batch of 64
 synthetic P-GCN proposal graphs (2 000 proposals each); num_neighbors [4, 4], 1 024 seeds per mini-batch.
+PyG's NeighborSampler / NeighborLoader are timed when pyg-lib or torch-sparse is installed (else null).
+``--smoke`` runs tiny workloads in seconds, to check that the benchmark runs (its figures mean nothing).
 """
 import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import matplotlib
@@ -23,12 +26,24 @@ from torch_geometric.loader import NodeLoader  # noqa: E402
 from torch_geometric.sampler import NodeSamplerInput  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from videograph import Proposals, build_graph  # noqa: E402
 from videograph.sampler import NeighborLoader, NeighborSampler  # noqa: E402
 
 NUM_NEIGHBORS = [4, 4]
 BATCH_SIZE = 1024
 NUM_FEATURES = 64
+WORKLOADS = ("random", "proposals")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "results")
+_PER_WORKLOAD = ("seeds_per_s", "loader_seeds_per_s", "neighbor_loader_seeds_per_s", "naive_seeds_per_s",
+                 "pyg_seeds_per_s", "pyg_loader_seeds_per_s", "speedup_vs_naive", "speedup_vs_pyg",
+                 "loader_speedup_vs_pyg", "build_s", "num_nodes", "num_edges")
+#: The keys bench_sampler.json always has (the PyG ones are null without pyg-lib / torch-sparse).
+KEYS = ("threads", "batch_size", "num_neighbors", "num_features", "quick", "smoke", "num_videos", "naive_note",
+        "pyg_note", "speedup_vs_pyg") + tuple(f"{key}_{w}" for w in WORKLOADS for key in _PER_WORKLOAD)
+#: Keys that are numbers, not null, whenever the named package is importable (``make test-ext`` checks them).
+EXT_KEYS = {"torch_sparse": tuple(f"{key}_{w}" for w in WORKLOADS for key in (
+    "pyg_seeds_per_s", "pyg_loader_seeds_per_s", "speedup_vs_pyg", "loader_speedup_vs_pyg"))}
 
 
 def random_graph(num_nodes, num_edges, generator):
@@ -78,7 +93,7 @@ def naive_sample(colptr, row, seeds, num_neighbors, generator):
 
 
 class LoaderStep:
-    """One mini-batch per call from a loader, restarting it when it runs out."""
+    """One mini-batch per call from a loader, restarting it when it runs out; returns its number of seeds."""
 
     def __init__(self, loader):
         self.loader, self.iterator = loader, iter(loader)
@@ -93,8 +108,13 @@ class LoaderStep:
 
 
 def interleaved_medians(steps, batches, rounds, warmup, progress, desc):
-    # Round-robin over the methods, so that load from other processes on this shared machine hits them
-    # alike; per-method median of the seconds per seed of each call.
+    """Per-method median of the seconds per seed of each call.
+
+    ``steps`` maps a name to ``(step, num_seeds, every)``: ``step(seeds)`` samples ``seeds[:num_seeds]`` (the
+    loaders draw their own) and returns the number of seeds it sampled, every ``every``-th round. Only calls
+    that sampled ``num_seeds`` are counted (a loader's last, smaller mini-batch is not). Round-robin over the
+    methods, so that load from other processes on this shared machine hits them alike.
+    """
     per_seed = {name: [] for name in steps}
     for r in tqdm(range(warmup + rounds), desc=desc, disable=not progress, leave=False):
         for name, (step, num_seeds, every) in steps.items():
@@ -103,42 +123,63 @@ def interleaved_medians(steps, batches, rounds, warmup, progress, desc):
             t = time.perf_counter()
             n = step(batches[r % len(batches)][:num_seeds])
             elapsed = time.perf_counter() - t
-            if r >= warmup and (n is None or n == num_seeds):
+            if not isinstance(n, int):
+                raise TypeError(f"step {name!r} must return its number of seeds, got {type(n).__name__}")
+            if r >= warmup and n == num_seeds:
                 per_seed[name].append(elapsed / num_seeds)
+    empty = [name for name, v in per_seed.items() if not v]
+    if empty:
+        raise RuntimeError(f"no complete timed call for {empty}: more rounds are needed")
     return {name: statistics.median(v) for name, v in per_seed.items()}
 
 
+def sizes(args):
+    """(random graph nodes, edges, proposal graphs, proposals each, seeds per mini-batch, rounds, warm-up,
+    naive seeds, naive every)."""
+    if args.smoke:
+        return 4_000, 40_000, 2, 300, 128, 4, 1, 8, 1
+    if args.quick:
+        return 100_000, 1_000_000, 16, 2000, BATCH_SIZE, 20, 5, 32, 5
+    return 100_000, 1_000_000, 64, 2000, BATCH_SIZE, 100, 5, 128, 5
+
+
 def run_workload(name, data, args, generator):
-    rounds = 20 if args.quick else 100
-    naive_seeds = 32 if args.quick else 128
+    _, _, _, _, batch_size, rounds, warmup, naive_seeds, naive_every = sizes(args)
     t = time.perf_counter()
     sampler = NeighborSampler(data, NUM_NEIGHBORS, generator=generator)
     build = time.perf_counter() - t
     perm = torch.randperm(data.num_nodes, generator=generator)
-    batches = [perm[b * BATCH_SIZE:(b + 1) * BATCH_SIZE] for b in range(data.num_nodes // BATCH_SIZE)]
+    batches = [perm[b * batch_size:(b + 1) * batch_size] for b in range(data.num_nodes // batch_size)]
 
     def ours(seeds):
         sampler.sample_from_nodes(NodeSamplerInput(None, seeds))
+        return seeds.numel()
 
     def naive(seeds):
         naive_sample(sampler.ptr, sampler.row, seeds, NUM_NEIGHBORS, generator)
+        return seeds.numel()
 
     steps = {
-        "ours": (ours, BATCH_SIZE, 1),
-        "loader": (LoaderStep(NodeLoader(data, node_sampler=sampler, batch_size=BATCH_SIZE, shuffle=True,
-                                         generator=generator)), BATCH_SIZE, 1),
-        "neighbor_loader": (LoaderStep(NeighborLoader(data, NUM_NEIGHBORS, batch_size=BATCH_SIZE, shuffle=True,
-                                                      generator=generator)), BATCH_SIZE, 1),
-        "naive": (naive, naive_seeds, 5),
+        "ours": (ours, batch_size, 1),
+        "loader": (LoaderStep(NodeLoader(data, node_sampler=sampler, batch_size=batch_size, shuffle=True,
+                                         generator=generator)), batch_size, 1),
+        "neighbor_loader": (LoaderStep(NeighborLoader(data, NUM_NEIGHBORS, batch_size=batch_size, shuffle=True,
+                                                      generator=generator)), batch_size, 1),
+        "naive": (naive, naive_seeds, naive_every),
     }
     if torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE:
         from torch_geometric.loader import NeighborLoader as PyGNeighborLoader
         from torch_geometric.sampler import NeighborSampler as PyGNeighborSampler
         pyg_sampler = PyGNeighborSampler(data, NUM_NEIGHBORS)
-        steps["pyg"] = (lambda seeds: pyg_sampler.sample_from_nodes(NodeSamplerInput(None, seeds)), BATCH_SIZE, 1)
-        steps["pyg_loader"] = (LoaderStep(PyGNeighborLoader(data, NUM_NEIGHBORS, batch_size=BATCH_SIZE,
-                                                            shuffle=True)), BATCH_SIZE, 1)
-    sec = interleaved_medians(steps, batches, rounds, 5, args.progress, name)
+
+        def pyg(seeds):
+            pyg_sampler.sample_from_nodes(NodeSamplerInput(None, seeds))  # a SamplerOutput
+            return seeds.numel()
+
+        steps["pyg"] = (pyg, batch_size, 1)
+        steps["pyg_loader"] = (LoaderStep(PyGNeighborLoader(data, NUM_NEIGHBORS, batch_size=batch_size,
+                                                            shuffle=True)), batch_size, 1)
+    sec = interleaved_medians(steps, batches, rounds, warmup, args.progress, name)
 
     def rate(key):
         return 1 / sec[key] if key in sec else None
@@ -177,42 +218,49 @@ def plot(results, path):
                 ax.annotate(f"{v / 1e3:.0f}k", (bar.get_x() + width / 2, v), ha="center", va="bottom", fontsize=7)
     ax.axhline(300e3, color="grey", linestyle="--", linewidth=0.8, label="goal 300k seeds/s")
     ax.set_yscale("log")
-    ax.set_xticks(range(2), ["random 100k nodes / 1M edges", f"{results['num_videos']} proposal graphs x 2000"])
+    ax.set_xticks(range(2), [f"random {results['num_nodes_random'] // 1000}k nodes / "
+                             f"{results['num_edges_random'] / 1e6:.2g}M edges",
+                             f"{results['num_videos']} proposal graphs x {results['num_proposals']}"])
     ax.set_ylabel("seeds / s (1 thread, median)")
-    ax.set_title(f"Neighbour sampling {NUM_NEIGHBORS}, {BATCH_SIZE} seeds per mini-batch")
+    ax.set_title(f"Neighbour sampling {NUM_NEIGHBORS}, {results['batch_size']} seeds per mini-batch")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer mini-batches and a smaller proposal batch")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer mini-batches and a smaller proposal batch")
+    size.add_argument("--smoke", action="store_true", help="tiny workloads, seconds: checks that it runs")
+    parser.add_argument("--out", default=RESULTS, help="folder for bench_sampler.json / .png (default results/)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)
 
-    random_data = random_graph(100_000, 1_000_000, generator)
-    num_videos = 16 if args.quick else 64
-    graphs = [proposal_graph(2000, generator) for _ in tqdm(range(num_videos), desc="proposal graphs",
-                                                            disable=not args.progress, leave=False)]
+    num_nodes, num_edges, num_videos, num_proposals, batch_size, _, _, naive_seeds, naive_every = sizes(args)
+    random_data = random_graph(num_nodes, num_edges, generator)
+    duration = 4000.0 * num_proposals / 2000  # the same density of proposals
+    graphs = [proposal_graph(num_proposals, generator, duration=duration)
+              for _ in tqdm(range(num_videos), desc="proposal graphs", disable=not args.progress, leave=False)]
     proposals = Batch.from_data_list(graphs)
 
-    results = {"threads": torch.get_num_threads(), "batch_size": BATCH_SIZE, "num_neighbors": NUM_NEIGHBORS,
-               "num_features": NUM_FEATURES, "quick": args.quick, "num_videos": num_videos,
-               "naive_note": f"naive loop timed on the first {32 if args.quick else 128} seeds of every 5th "
-               "mini-batch, seeds/s scaled from that subset",
+    results = {"threads": torch.get_num_threads(), "batch_size": batch_size, "num_neighbors": NUM_NEIGHBORS,
+               "num_features": NUM_FEATURES, "quick": args.quick, "smoke": args.smoke, "num_videos": num_videos,
+               "num_proposals": num_proposals,
+               "naive_note": f"naive loop timed on the first {naive_seeds} seeds of 1 in {naive_every} "
+               "mini-batches, seeds/s scaled from that subset",
                "pyg_note": None if torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE
                else "PyG's NeighborSampler needs pyg-lib or torch-sparse; neither is installed, so null"}
     results.update(run_workload("random", random_data, args, generator))
     results.update(run_workload("proposals", proposals, args, generator))
     results["speedup_vs_pyg"] = results["speedup_vs_pyg_random"]
 
-    os.makedirs("results", exist_ok=True)
-    with open("results/bench_sampler.json", "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_sampler.json"), "w") as f:
         json.dump(results, f, indent=2)
-    plot(results, "results/bench_sampler.png")
+    plot(results, os.path.join(args.out, "bench_sampler.png"))
     for key, value in results.items():
         print(f"{key:40s} {value:,.1f}" if isinstance(value, float) else f"{key:40s} {value}")
 

@@ -13,7 +13,8 @@ Cold = the (n, k) table cache emptied before every run; warm = cache filled (the
 ``connected_single_speedup_vs_networkx`` on one graph, where fixed per-call overhead
 weighs more.
 
-Usage: python benchmarks/subgraphs.py [--quick]
+Usage: python benchmarks/subgraphs.py [--quick | --smoke] [--out DIR]  (DIR defaults to results/; ``--smoke``
+runs one repetition of small sizes, to check that the benchmark runs: its figures mean nothing)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List
 
@@ -31,14 +33,27 @@ import networkx as nx
 import torch
 from torch_geometric.data import Batch, Data
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from videograph.subgraph import clear_cache, enumerate_subgraphs, iter_subgraphs, multiscale
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'results')
+COLLECT = True
+#: The keys bench_subgraphs.json always has.
+KEYS = ('complete_32_num_subgraphs', 'itertools_32_k345_ms', 'itertools_list_only_32_k345_ms',
+        'torch_combinations_32_k345_ms', 'complete_32_k345_ms', 'complete_32_k345_warm_ms', 'speedup_vs_itertools',
+        'speedup_vs_itertools_warm', 'speedup_vs_torch_combinations', 'complete_batch16_k345_ms',
+        'complete_batch16_k345_warm_ms', 'complete_batch16_k345_streamed_ms', 'batch16_over_single',
+        'batch16_over_single_warm', 'connected_200_k3_num_subgraphs', 'connected_200_k3_networkx_ms',
+        'connected_200_k3_ms', 'connected_200_k3_speedup_vs_networkx', 'connected_200_k4_num_subgraphs',
+        'connected_200_k4_networkx_ms', 'connected_200_k4_ms', 'connected_200_k4_speedup_vs_networkx',
+        'connected_200_mean_degree', 'connected_single_speedup_vs_networkx', 'connected_batch16_k34_ms',
+        'connected_batch16_k34_networkx_ms', 'connected_speedup_vs_networkx', 'smoke')
 
 
 def median_ms(fn: Callable[[], object], reps: int, setup: Callable[[], None] = lambda: None) -> float:
     """Median wall time in ms; like :mod:`timeit`, the garbage collector is off while timing."""
-    gc.collect()
+    if COLLECT:  # a full collection takes up to a second here: skipped with --smoke
+        gc.collect()
     gc.disable()
     try:
         times = []
@@ -89,12 +104,22 @@ def to_data(G: nx.Graph) -> Data:
     return Data(edge_index=edge_index, num_nodes=G.number_of_nodes())
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--quick', action='store_true', help='fewer repetitions and sizes')
-    args = parser.parse_args()
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true', help='fewer repetitions and sizes')
+    size.add_argument('--smoke', action='store_true', help='one repetition of small sizes: checks that it runs')
+    parser.add_argument('--out', default=RESULTS, help='folder for bench_subgraphs.json / .png (default results/)')
+    args = parser.parse_args(argv)
+    args.quick = args.quick or args.smoke
+    global COLLECT
+    COLLECT = not args.smoke
     torch.set_num_threads(1)
-    reps = 5 if args.quick else 15
+    reps = 1 if args.smoke else 5 if args.quick else 15
+
+    def times(n: int) -> int:  # repetitions of a slow case: one with --smoke
+        return 1 if args.smoke else n
+
     res: Dict[str, float] = {}
     ks = (3, 4, 5)
 
@@ -105,10 +130,10 @@ def main() -> None:
     for k in ks:  # identical output to the itertools oracle
         assert torch.equal(enumerate_subgraphs(video, k).nodes, itertools_tensor(32, [k])[0])
     res['complete_32_num_subgraphs'] = total
-    res['itertools_32_k345_ms'] = median_ms(lambda: itertools_tensor(32, ks), max(3, reps // 3))
+    res['itertools_32_k345_ms'] = median_ms(lambda: itertools_tensor(32, ks), times(max(3, reps // 3)))
     res['itertools_list_only_32_k345_ms'] = median_ms(
         lambda: [list(itertools.combinations(range(32), k)) for k in ks], reps)
-    res['torch_combinations_32_k345_ms'] = median_ms(lambda: torch_combinations(32, ks), 1 if args.quick else 3)
+    res['torch_combinations_32_k345_ms'] = median_ms(lambda: torch_combinations(32, ks), times(1 if args.quick else 3))
     res['complete_32_k345_ms'] = median_ms(lambda: multiscale(video, ks), reps, setup=clear_cache)
     multiscale(video, ks)
     res['complete_32_k345_warm_ms'] = median_ms(lambda: multiscale(video, ks), reps)
@@ -117,7 +142,7 @@ def main() -> None:
     res['speedup_vs_torch_combinations'] = res['torch_combinations_32_k345_ms'] / res['complete_32_k345_ms']
 
     batch = Batch.from_data_list([Data(num_nodes=32) for _ in range(16)])
-    batch_reps = max(3, reps // 3)
+    batch_reps = 1 if args.smoke else max(3, reps // 3)
     res['complete_batch16_k345_ms'] = median_ms(lambda: multiscale(batch, ks), batch_reps, setup=clear_cache)
     multiscale(batch, ks)
     res['complete_batch16_k345_warm_ms'] = median_ms(lambda: multiscale(batch, ks), batch_reps)
@@ -127,22 +152,22 @@ def main() -> None:
     res['batch16_over_single_warm'] = res['complete_batch16_k345_warm_ms'] / res['complete_32_k345_warm_ms']
 
     # Time vs k (32 nodes) and vs nodes (k = 4).
-    k_sweep = list(range(1, 6 if args.quick else 7))
+    k_sweep = list(range(1, 4 if args.smoke else 6 if args.quick else 7))
     vs_k = {'k': k_sweep, 'cold': [], 'warm': [], 'itertools': [], 'torch.combinations': []}
     for k in k_sweep:
         vs_k['cold'].append(median_ms(lambda: enumerate_subgraphs(video, k), reps, setup=clear_cache))
         enumerate_subgraphs(video, k)
         vs_k['warm'].append(median_ms(lambda: enumerate_subgraphs(video, k), reps))
-        vs_k['itertools'].append(median_ms(lambda: itertools_tensor(32, [k]), 1 if k > 5 else 3))
+        vs_k['itertools'].append(median_ms(lambda: itertools_tensor(32, [k]), times(1 if k > 5 else 3)))
         vs_k['torch.combinations'].append(
             median_ms(lambda: torch_combinations(32, [k]), 1) if k <= 5 else math.nan)
-    n_sweep = [8, 16, 24, 32, 40] if not args.quick else [8, 16, 32]
+    n_sweep = [8, 16] if args.smoke else [8, 16, 32] if args.quick else [8, 16, 24, 32, 40]
     vs_n = {'n': n_sweep, 'cold': [], 'warm': [], 'itertools': []}
     for n in n_sweep:
         graph = Data(num_nodes=n)
         vs_n['cold'].append(median_ms(lambda: enumerate_subgraphs(graph, 4), reps, setup=clear_cache))
         vs_n['warm'].append(median_ms(lambda: enumerate_subgraphs(graph, 4), reps))
-        vs_n['itertools'].append(median_ms(lambda: itertools_tensor(n, [4]), 3))
+        vs_n['itertools'].append(median_ms(lambda: itertools_tensor(n, [4]), times(3)))
 
     # ------------------------------------------------------------ connected, 200 nodes
     degree = 4.0
@@ -153,7 +178,7 @@ def main() -> None:
         ours = enumerate_subgraphs(data, k, mode='connected')
         assert [tuple(r) for r in ours.nodes.tolist()] == sorted(networkx_esu(G, k))
         res[f'connected_200_k{k}_num_subgraphs'] = len(ours)
-        t_nx = median_ms(lambda: networkx_esu(G, k), max(3, reps // 2))
+        t_nx = median_ms(lambda: networkx_esu(G, k), times(max(3, reps // 2)))
         t_ours = median_ms(lambda: enumerate_subgraphs(data, k, mode='connected'), reps)
         res[f'connected_200_k{k}_networkx_ms'] = t_nx
         res[f'connected_200_k{k}_ms'] = t_ours
@@ -163,27 +188,28 @@ def main() -> None:
     res['connected_200_mean_degree'] = 2 * G.number_of_edges() / G.number_of_nodes()
     res['connected_single_speedup_vs_networkx'] = nx_total / ours_total
 
-    graphs = [sparse_graph(200, degree, seed=s) for s in range(16)]
+    graphs = [sparse_graph(200, degree, seed=s) for s in range(2 if args.smoke else 16)]
     cbatch = Batch.from_data_list([to_data(g) for g in graphs])
     res['connected_batch16_k34_ms'] = median_ms(
-        lambda: [enumerate_subgraphs(cbatch, k, mode='connected') for k in (3, 4)], max(3, reps // 3))
+        lambda: [enumerate_subgraphs(cbatch, k, mode='connected') for k in (3, 4)], times(max(3, reps // 3)))
     res['connected_batch16_k34_networkx_ms'] = median_ms(
         lambda: [networkx_esu(g, k) for g in graphs for k in (3, 4)], 3 if not args.quick else 1)
     # Headline: the batched use (16 graphs of 200 nodes, k = 3 and 4), what connected mode is for.
     res['connected_speedup_vs_networkx'] = res['connected_batch16_k34_networkx_ms'] / res['connected_batch16_k34_ms']
+    res['smoke'] = args.smoke  # with --smoke, the batches hold 2 graphs, not 16
 
-    c_sweep = [50, 100, 200, 400] if not args.quick else [50, 200]
+    c_sweep = [50] if args.smoke else [50, 200] if args.quick else [50, 100, 200, 400]
     vs_cn = {'n': c_sweep, 'ours': [], 'networkx': []}
     for n in c_sweep:
         Gn = sparse_graph(n, degree, seed=1)
         dn = to_data(Gn)
         vs_cn['ours'].append(median_ms(lambda: enumerate_subgraphs(dn, 4, mode='connected'), reps))
-        vs_cn['networkx'].append(median_ms(lambda: networkx_esu(Gn, 4), 3))
+        vs_cn['networkx'].append(median_ms(lambda: networkx_esu(Gn, 4), times(3)))
 
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, 'bench_subgraphs.json'), 'w') as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'bench_subgraphs.json'), 'w') as f:
         json.dump({key: round(v, 4) if isinstance(v, float) else v for key, v in res.items()}, f, indent=2)
-    plot(vs_k, vs_n, vs_cn, os.path.join(RESULTS, 'bench_subgraphs.png'))
+    plot(vs_k, vs_n, vs_cn, os.path.join(args.out, 'bench_subgraphs.png'))
     for key, value in res.items():
         print(f'{key:45s} {value:12.3f}' if isinstance(value, float) else f'{key:45s} {value:12d}')
 

@@ -40,11 +40,13 @@ def brute_force_edges(segments, theta_ctx=0.7, theta_sur=1.0, official=False):
 
 def best_per_target(edges, k, descending, segments):
     """Each target's k best sources; ties go to the earlier start, then the smaller index."""
+    by_target = {}
+    for j, i in edges:
+        by_target.setdefault(i, []).append(j)
     kept = set()
-    for target in {i for _, i in edges}:
-        sources = sorted((j for j, i in edges if i == target),
-                         key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)],
-                                        float(segments[j, 0]), j))
+    for target, sources in by_target.items():
+        sources = sorted(sources, key=lambda j: (-edges[(j, target)] if descending else edges[(j, target)],
+                                                 float(segments[j, 0]), j))
         kept |= {(j, target) for j in sources[:k]}
     return kept
 
@@ -127,6 +129,125 @@ def test_ties_prefer_the_earlier_start_then_the_smaller_index():
     data = build_graph(Proposals(torch.tensor([[10.0, 20.0], [12.0, 22.0], [8.0, 18.0]])), edges="contextual",
                        theta_ctx=0.5, max_contextual=1)
     assert data.contextual_edge_index[0, data.contextual_edge_index[1] == 0].tolist() == [2]
+
+
+def only_pair_edges(segments, **options):
+    data = build_graph(Proposals(torch.tensor(segments, dtype=torch.float64)), **options)
+    return tuple(data[f"{kind}_edge_index"].size(1) if f"{kind}_edge_index" in data else None
+                 for kind in ("contextual", "surrounding"))
+
+
+@pytest.mark.parametrize("a, b, theta, official", [
+    ([0, 10], [3, 10], 0.7, False),  # inter 7, union 10
+    ([0, 10], [4, 10], 0.6, False),  # inter 6, union 10
+    ([0, 10], [7, 10], 0.3, False),  # inter 3, union 10
+    ([0, 9], [3, 9], 0.7, True),     # frames 0-9 and 3-9: inter 7, union 10
+    ([0, 9], [6, 9], 0.4, True),     # inter 4, union 10
+])
+def test_contextual_tie_at_the_threshold_is_not_an_edge(a, b, theta, official):
+    # tIoU exactly theta: `segment_iou(a, b) > theta` is False, so no edge; just below theta, both directions.
+    tiou = segment_iou(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64),
+                       frame_inclusive=official).item()
+    assert tiou == theta
+    options = dict(edges="contextual", pgcn_official=official)
+    assert only_pair_edges([a, b], theta_ctx=theta, **options)[0] == 0
+    assert only_pair_edges([a, b], theta_ctx=theta - 1e-9, **options)[0] == 2
+
+
+@pytest.mark.parametrize("a, b, theta, official", [
+    ([0, 20], [22.5, 52.5], 0.55, False),  # centre distance 27.5, union 50
+    ([0, 20], [29, 59], 1.1, False),       # centre distance 34 ... union 50: d = 0.68 (no tie: control)
+    ([0, 19], [25, 49], 0.55, True),       # frames: centre distance 27.5, span 50
+    ([0, 24], [28, 49], 0.56, True),       # centre distance 26.5 ... span 50: d = 0.53 (control)
+])
+def test_surrounding_tie_at_the_threshold_is_not_an_edge(a, b, theta, official):
+    a_, b_ = torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+    d = segment_distance(a_, b_, union="span" if official else "union", frame_inclusive=official).item()
+    assert segment_iou(a_, b_, frame_inclusive=official).item() == 0
+    options = dict(edges="surrounding", pgcn_official=official)
+    expected = 2 if d < theta else 0  # the oracle: d < theta_sur
+    assert only_pair_edges([a, b], theta_sur=theta, **options)[1] == expected
+    assert only_pair_edges([a, b], theta_sur=d + 1e-9, **options)[1] == 2
+    assert only_pair_edges([a, b], theta_sur=d, **options)[1] == 0
+
+
+def integer_proposals(generator, n=40, span=30, longest=12):
+    """Integer segments on a short range, so that tIoU and distance ties are common."""
+    start = torch.randint(0, span, (n,), generator=generator)
+    length = torch.randint(1, longest, (n,), generator=generator)
+    return Proposals(torch.stack([start, start + length], 1).double())
+
+
+@pytest.mark.parametrize("official", [False, True])
+@pytest.mark.parametrize("theta_ctx, theta_sur", [(0.3, 0.55), (0.6, 0.6), (0.7, 0.75), (0.4, 1.1), (0.5, 0.9)])
+def test_integer_frames_with_ties_match_the_brute_force_loop(generator, official, theta_ctx, theta_sur):
+    video = integer_proposals(generator)
+    data = build_graph(video, theta_ctx=theta_ctx, theta_sur=theta_sur, pgcn_official=official,
+                       max_contextual=10 ** 6, max_surrounding=10 ** 6)
+    ctx, sur = brute_force_edges(video.segments, theta_ctx, theta_sur, official=official)
+    assert as_set(data.contextual_edge_index) == set(ctx) and len(ctx) > 0
+    assert as_set(data.surrounding_edge_index) == set(sur) and len(sur) > 0
+
+
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("theta_sur", [0.55, 0.6, 0.75, 0.9])
+def test_official_mode_with_a_bounded_surrounding_window(generator, integer, theta_sur):
+    # theta_sur < 1 bounds the search window (R = theta / (1 - theta) (l_i + max_length) / 2): the capped
+    # and the uncapped graphs both match the reference definitions.
+    video = integer_proposals(generator, n=60, span=80, longest=25) if integer else \
+        random_proposals(generator, n=60)
+    ctx, sur = brute_force_edges(video.segments, 0.7, theta_sur, official=True)
+    data = build_graph(video, pgcn_official=True, theta_sur=theta_sur)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, True, video.segments)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, 2, False, video.segments)
+    uncapped = build_graph(video, pgcn_official=True, theta_sur=theta_sur, max_surrounding=10 ** 6)
+    assert as_set(uncapped.surrounding_edge_index) == set(sur) and 0 < len(sur) < 60 * 59
+
+
+def long_video(generator, n=300, integer=True, adjacent=False):
+    """Proposals over a video much longer than they are, so each target's reach is a small part of it."""
+    start = torch.rand(n, generator=generator) * 40 * n
+    length = 5 + torch.rand(n, generator=generator) * 60
+    if integer:
+        start, length = start.round(), length.round()
+    if adjacent:  # every other proposal starts right after the one before it ends: many tied distances
+        start[1::2] = start[0::2][:n // 2] + length[0::2][:n // 2] + 1
+    segments = torch.stack([start, start + length], 1).double()
+    return Proposals(segments, torch.randn(n, 8, generator=generator))
+
+
+@pytest.mark.parametrize("chunk_size, max_surrounding", [(16, 1), (256, 2), (32, 3)])
+@pytest.mark.parametrize("integer, adjacent", [(True, False), (True, True), (False, False)])
+def test_official_nearest_disjoint_search_matches_the_brute_force_loop(generator, chunk_size, max_surrounding,
+                                                                      integer, adjacent):
+    # theta_sur = 1 keeps every disjoint pair: each target's best sources come from the nearest-disjoint
+    # bound, not from a window of the whole video.
+    video = long_video(generator, integer=integer, adjacent=adjacent)
+    data = build_graph(video, pgcn_official=True, max_surrounding=max_surrounding, chunk_size=chunk_size)
+    ctx, sur = brute_force_edges(video.segments, official=True)
+    assert as_set(data.contextual_edge_index) == best_per_target(ctx, 8, True, video.segments)
+    assert as_set(data.surrounding_edge_index) == best_per_target(sur, max_surrounding, False, video.segments)
+    assert data.surrounding_edge_index.size(1) == max_surrounding * len(video)
+    if adjacent:  # ties at 2d = 1 exactly are present, and the earlier start wins them
+        assert sum(d == 0.5 for d in sur.values()) > len(video) // 2
+
+
+def test_official_weights_are_feature_cosines(generator):
+    video = long_video(generator)
+    data = build_graph(video, pgcn_official=True)
+    x = torch.nn.functional.normalize(video.features, dim=1)
+    torch.testing.assert_close(data.edge_weight, (x[data.edge_index[0]] * x[data.edge_index[1]]).sum(1))
+
+
+@pytest.mark.parametrize("chunk_size", [5, 32])
+def test_dense_weights_reused_across_blocks_are_feature_cosines(generator, chunk_size):
+    # Dense blocks take the cosines with earlier sources from earlier blocks' products (transposed).
+    video = random_proposals(generator, n=150)
+    data = build_graph(video, theta_sur=2.0, chunk_size=chunk_size)
+    x = torch.nn.functional.normalize(video.features, dim=1)
+    torch.testing.assert_close(data.edge_weight, (x[data.edge_index[0]] * x[data.edge_index[1]]).sum(1))
+    ctx, sur = brute_force_edges(video.segments, theta_sur=2.0)
+    assert as_set(data.surrounding_edge_index) == set(sur)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64])

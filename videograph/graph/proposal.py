@@ -1,5 +1,5 @@
 r"""P-GCN's proposal graph (Zeng et al., ICCV 2019, sec. 3.3)."""
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,41 +35,140 @@ def _keep_best(mask: Tensor, key: Tensor, k: Optional[int], descending: bool) ->
     return better | tie
 
 
-def _cosine(targets: Tensor, sources: Tensor, row: Tensor, col: Tensor, chunk: int = 8192) -> Tensor:
-    """Cosine similarity of unit-norm rows ``targets[row]`` and ``sources[col]``.
+def _block_cosines(unit: Tensor, first: int, last: int, selected: Dict[str, Tuple[Tensor, Tensor]],
+                   span: Tuple[int, int], block: int, tiles: Dict[int, Tuple[int, Tensor]], symmetric: bool,
+                   chunk: int) -> Dict[str, Tensor]:
+    """Cosine similarity of unit-norm rows for the selected ``(row, col)`` pairs of one block of targets.
 
+    ``row`` counts from ``first``, ``col`` is global (start order); ``span`` is the block's range of columns.
     The block product costs ``rows * window * D`` but streams through memory at matrix-multiply speed;
     gathering costs ``E * D`` with two random row reads per edge. The product wins unless the edges fill only
-    a small fraction of the block (capped graphs).
+    a small fraction of the block (capped graphs). With ``symmetric``, the product covers only the columns from
+    ``first`` on and is kept in ``tiles``; earlier columns come transposed from the earlier blocks' products.
     """
-    if row.numel() * 64 >= targets.size(0) * sources.size(0):
-        return (targets @ sources.t()).view(-1).take(row * sources.size(0) + col)
-    return torch.cat([(targets[r] * sources[c]).sum(-1) for r, c in zip(row.split(chunk), col.split(chunk))]) \
-        if row.numel() else targets.new_zeros(0)
+    begin, finish = span
+    total = sum(row.numel() for row, _ in selected.values())
+    if total * 64 < (last - first) * (finish - begin):
+        return {kind: torch.cat([(unit[r + first] * unit[c]).sum(-1) for r, c in zip(row.split(8192),
+                                                                                     col.split(8192))])
+                if row.numel() else unit.new_zeros(0) for kind, (row, col) in selected.items()}
+    if not symmetric:
+        block_cosine = unit[first:last] @ unit[begin:finish].t()
+    else:
+        upper = unit[first:last] @ unit[first:finish].t()
+        tiles[block] = (finish, upper)
+        pieces = []
+        for earlier in range(begin // chunk, block):
+            top = max(begin, earlier * chunk)
+            bottom = min((earlier + 1) * chunk, first)
+            if earlier in tiles:  # rows top:bottom x columns first:last of an earlier product, transposed
+                tile_finish, tile = tiles[earlier]
+                part = tile[top - earlier * chunk:bottom - earlier * chunk,
+                            first - earlier * chunk:min(last, tile_finish) - earlier * chunk]
+                pieces.append(F.pad(part, (0, last - first - part.size(1))).t())
+            else:
+                pieces.append(unit[first:last] @ unit[top:bottom].t())
+        block_cosine = torch.cat(pieces + [upper], 1) if pieces else upper
+    width = finish - begin
+    flat = block_cosine.reshape(-1)
+    return {kind: flat.take(row * width + (col - begin)) for kind, (row, col) in selected.items()}
 
 
-def _source_window(start: Tensor, end: Tensor, length: Tensor, edges: Tuple[str, ...], theta_sur: float,
-                   official: bool) -> Tuple[Tensor, Tensor]:
-    """Per target, a range of source start times that contains every possible neighbour.
+def _source_windows(start: Tensor, end: Tensor, length: Tensor, want: dict, theta_ctx: float, theta_sur: float,
+                    official: bool, max_surrounding: Optional[int]) -> Tuple[Tuple[Tensor, Tensor], ...]:
+    r"""Per target and kind, a range ``[low, high]`` of source start times that contains every neighbour.
 
-    A contextual source overlaps the target, so it starts within ``(start - max_length, end]``. A surrounding
-    source's centre lies within ``R`` of the target's, where ``|c_i - c_j| < theta (l_i + l_j)`` gives
-    ``R = theta (l_i + max_length)`` and, with the span as U (``span = |c_i - c_j| + (l_i + l_j) / 2`` for
-    disjoint segments), ``R = theta / (1 - theta) (l_i + max_length) / 2``, unbounded for theta >= 1.
+    Necessary conditions, in float64 and widened by a margin that covers rounding of the pairwise tests:
+
+    * contextual: tIoU > theta needs ``|s_i - s_j| + |e_i - e_j| = U - I < (1 / theta - 1) I``, so
+      ``|s_i - s_j| < (1 / theta - 1) l_i``; theta = 0 needs an overlap, ``s_j`` in ``(s_i - max_length, e_i]``;
+    * surrounding, ``U`` the union: ``|c_i - c_j| < theta (l_i + l_j)`` with ``s_j = c_j - l_j / 2``;
+    * surrounding, ``U`` the span (``pgcn_official``): for disjoint segments ``span = |c_i - c_j| + (l_i + l_j)
+      / 2``, so ``|c_i - c_j| < k (l_i + l_j) / 2`` with ``k = theta / (1 - theta)``, unbounded for theta >= 1.
+      With a cap of K sources, the nearest disjoint candidates bound it instead (:func:`_nearest_disjoint_bound`).
     """
-    longest = length.max()
-    low, high = start - longest - 1, end + 1
-    if "surrounding" in edges:
+    start, end, length = start.double(), end.double(), length.double()
+    longest = float(length.max())
+    margin = 1e-4 * (float(end.abs().max()) + 1.0)
+    one = 1.0 if official else 0.0
+    windows = {}
+    if want["contextual"]:
+        if theta_ctx > 0:
+            reach = (1.0 / (theta_ctx * (1 - 1e-4)) - 1.0) * length + margin
+            low, high = torch.maximum(start - reach, start - longest - margin), start + reach
+        else:
+            low, high = start - longest - margin, end + one + margin
+        windows["contextual"] = (low, high)
+    if want["surrounding"]:
         centre = (start + end) / 2
         if not official:
-            radius = theta_sur * (length + longest)
+            theta = theta_sur * (1 + 1e-4)
+            low = centre - theta * length - (theta + 0.5) * longest - margin
+            high = centre + theta * length + max(theta - 0.5, 0.0) * longest + margin
         elif theta_sur < 1:
-            radius = theta_sur / (1 - theta_sur) * (length + longest) / 2
+            k = theta_sur * (1 + 1e-4) / (1 - theta_sur * (1 + 1e-4)) if theta_sur * (1 + 1e-4) < 1 else float("inf")
+            low = centre - k * length / 2 - (k + 1) * longest / 2 - margin
+            high = centre + k * length / 2 + max(k - 1, 0.0) * longest / 2 + 1 + margin
         else:
-            radius = torch.full_like(length, float("inf"))
-        low = torch.minimum(low, centre - radius - longest)
-        high = torch.maximum(high, centre + radius + 1)
-    return low, high
+            low = torch.full_like(start, float("-inf"))
+            high = torch.full_like(start, float("inf"))
+        if official and max_surrounding is not None:
+            reach = _nearest_disjoint_bound(start, end, length, theta_sur, max_surrounding, longest)
+            low = torch.maximum(low, start - reach - longest - 1 - margin)
+            high = torch.minimum(high, end + 1 + reach + margin)
+        windows["surrounding"] = (low, high)
+    return tuple(windows.get(kind) for kind in ("contextual", "surrounding"))
+
+
+def _official_distance2(start: Tensor, end: Tensor, length: Tensor, target: Tensor, source: Tensor) -> Tensor:
+    """Twice P-GCN's official distance of pairs, ``inf`` for pairs that overlap (the pairwise test's expressions)."""
+    inter = torch.minimum(end[target], end[source]) - torch.maximum(start[target], start[source]) + 1.0
+    span = torch.maximum(end[target], end[source]) - torch.minimum(start[target], start[source]) + 1.0
+    distance2 = ((start[target] + end[target]) - (start[source] + end[source])).abs_().div_(span)
+    return distance2.masked_fill_(inter > 0, float("inf"))
+
+
+def _nearest_disjoint_bound(start: Tensor, end: Tensor, length: Tensor, theta_sur: float, k: int,
+                            longest: float) -> Tensor:
+    r"""Per target, how far (in frames between the two segments) its ``k`` nearest surrounding sources can lie.
+
+    With the span as U, a source after the target with ``g`` frames between them has ``2 d = 1 + g / (g + l_i +
+    l_j)``. The ``k`` nearest disjoint segments on either side (``searchsorted`` on the sorted starts and ends)
+    give an upper bound ``tau`` of the k-th smallest ``2 d``; a source can only tie or beat it if ``g / (g + l_i
+    + max_length) <= tau - 1``, i.e. within ``G = t (l_i + max_length) / (1 - t)`` frames, ``t = tau - 1``
+    (``inf`` where fewer than ``k`` candidates are found). Exact: every source that can be among the ``k``
+    best, ties included, lies within that reach; the candidates only set the bound.
+    """
+    n = start.numel()
+    if k >= n:  # every disjoint source is among the k best
+        return torch.full_like(start, float("inf"))
+    by_end = torch.sort(end, stable=True)
+    steps = torch.arange(k, device=start.device)
+    # Sources after the target (start order) and before it (end order), nearest first.
+    right = torch.searchsorted(start, end + 1 - 1e-6 * (end.abs() + 1))[:, None] + steps
+    left = torch.searchsorted(by_end.values, start - 1 + 1e-6 * (start.abs() + 1), right=True)[:, None] - 1 - steps
+    valid = torch.cat([right < n, left >= 0], 1)
+    source = torch.cat([right.clamp(max=n - 1), by_end.indices[left.clamp(min=0)]], 1)
+    target = torch.arange(n, device=start.device)[:, None].expand_as(source)
+    distance2 = _official_distance2(start, end, length, target, source)
+    distance2 = distance2.masked_fill_(~valid | (distance2 >= 2 * theta_sur), float("inf"))
+    tau = distance2.kthvalue(k, dim=1).values
+    t = (tau - 1 + 1e-5).clamp_(min=0)
+    return torch.where(t < 1, t * (length + longest) / (1 - t).clamp_(min=1e-12), torch.full_like(t, float("inf")))
+
+
+def _block_ranges(sorted_start: Tensor, window: Optional[Tuple[Tensor, Tensor]], chunk: int) -> list:
+    """``[begin, finish)`` positions (in start order) of the sources each block of ``chunk`` targets can reach."""
+    if window is None:
+        return None
+    low, high = window
+    blocks = (low.numel() + chunk - 1) // chunk
+    pad = blocks * chunk - low.numel()
+    low = F.pad(low, (0, pad), value=float("inf")).view(blocks, chunk).amin(1)
+    high = F.pad(high, (0, pad), value=float("-inf")).view(blocks, chunk).amax(1)
+    begin = torch.searchsorted(sorted_start, low)
+    finish = torch.searchsorted(sorted_start, high, right=True)
+    return list(zip(begin.tolist(), finish.tolist()))
 
 
 def _check_count(name: str, value: Optional[int]) -> Optional[int]:
@@ -107,8 +206,14 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     candidates, or the node itself, when it has fewer than the quota, which is a sampling choice left to
     :mod:`videograph.sampler`.
 
-    Pairwise work runs in blocks of ``chunk_size`` targets (in order of start time) against the window of
-    sources that can reach them, so memory is :math:`O(\text{chunk} \cdot \text{window} + E)`.
+    Thresholds are strict and decide ties as ``segment_iou(a, b) > theta_ctx`` and
+    ``segment_distance(a, b) < theta_sur`` do (the same expressions, in the segments' dtype).
+
+    Pairwise work runs in blocks of ``chunk_size`` targets (in order of start time) against, per kind, the
+    window of sources that can reach them (see ``docs/graphs.md``); with ``pgcn_official`` and a cap on
+    surrounding sources, a nearest-disjoint search bounds that window, so the work is no longer quadratic for
+    :math:`\theta_{sur} \geq 1`. Memory is :math:`O(\text{chunk} \cdot \text{window} + E)` plus the
+    cosine products of the earlier blocks a later one still reaches.
 
     Node keys: ``x`` (features), ``x_ext`` (extended features), ``segments``, ``score``, ``y`` (labels).
     """
@@ -136,54 +241,92 @@ def proposal_graph(video: Proposals, *, edges: Tuple[str, ...] = ("contextual", 
     if video.labels is not None:
         data.y = video.labels
 
-    # Every pairwise quantity derives from the raw intersection and the summed lengths: with frame-inclusive
-    # counting both gain +1 per segment, the tIoU union is ``length_sum - inter`` and, for disjoint segments,
-    # U = ``length_sum`` (union) or ``length_sum - inter`` (span). Comparing products avoids divisions.
+    # Every pairwise quantity is computed with the expression of segment_iou / segment_distance (frame-inclusive
+    # counting adds 1 per segment; for disjoint segments U is the summed lengths or the span), so thresholds
+    # and ties decide exactly as `segment_iou(a, b) > theta_ctx` and `segment_distance(a, b) < theta_sur` do.
     # Work happens in order of start time, so a block of targets only meets the window of sources that can
-    # reach it in time, instead of all N.
+    # reach it in time (per kind), instead of all N.
     one = 1.0 if pgcn_official else 0.0
     order = torch.sort(segments[:, 0], stable=True).indices
-    start_time, end_time = segments[order, 0], segments[order, 1]
-    length = end_time - start_time + one
-    centre2 = start_time + end_time
-    low, high = _source_window(start_time, end_time, length, edges, theta_sur, pgcn_official)
-    unit = F.normalize(video.features[order], dim=-1) if video.features is not None else None
+    start, end = segments[order, 0], segments[order, 1]
+    length = end - start + one
+    centre2 = start + end
     want = {kind: kind in edges for kind in ("contextual", "surrounding")}
-    found = {kind: ([], [], []) for kind in want}
-    for first in range(0, num_nodes, chunk_size):
+    windows = _source_windows(start, end, length, want, theta_ctx, theta_sur, pgcn_official, max_surrounding)
+    start64 = start.double()
+    ranges = [_block_ranges(start64, window, chunk_size) for window in windows]
+    # Cosines are symmetric: a block takes those with earlier sources from the blocks before it (transposed),
+    # which is exact when each block's range holds all of its targets' neighbours (not with the nearest-disjoint
+    # bound, which holds only the best ones).
+    symmetric = not (pgcn_official and max_surrounding is not None and want["surrounding"])
+    unit = F.normalize(video.features[order], dim=-1) if video.features is not None else None
+    present = [r for r in ranges if r is not None]
+    spans = [(min(r[b][0] for r in present), max(r[b][1] for r in present))
+             for b in range(len(present[0]) if present else 0)]
+    still_needed = [min(begin for begin, _ in spans[b:]) for b in range(len(spans))]  # suffix minima
+    tiles = {}
+    found = {kind: [] for kind in want}
+    for block, first in enumerate(range(0, num_nodes if present else 0, chunk_size)):
         last = min(first + chunk_size, num_nodes)
-        begin = int(torch.searchsorted(start_time, low[first:last].min()))
-        finish = int(torch.searchsorted(start_time, high[first:last].max(), right=True))
-        window = slice(begin, finish)
-        inter = torch.minimum(end_time[first:last, None], end_time[window]) \
-            - torch.maximum(start_time[first:last, None], start_time[window]) + one
-        length_sum = length[first:last, None] + length[window]
-        rows = torch.arange(last - first, device=segments.device)
+        rows = slice(first, last)
         selected = {}
         if want["contextual"]:
-            mask = inter * (1.0 + theta_ctx) > theta_ctx * length_sum
-            mask[rows, rows + first - begin] = False
+            begin, finish = ranges[0][block]
+            inter = torch.minimum(end[rows, None], end[begin:finish]) - torch.maximum(start[rows, None],
+                                                                                     start[begin:finish])
+            if one:
+                inter += one
+            tiou = inter.div_(length[rows, None] + length[begin:finish] - inter)  # segment_iou's expression
+            mask = tiou > theta_ctx
+            diagonal = torch.arange(first, last, device=segments.device)
+            mask[diagonal - first, diagonal - begin] = False
             if max_contextual is not None:
-                mask = _keep_best(mask, inter / (length_sum - inter), max_contextual, descending=True)
-            selected["contextual"] = mask.nonzero(as_tuple=True)
+                mask = _keep_best(mask, tiou, max_contextual, descending=True)
+            row, col = mask.nonzero(as_tuple=True)
+            selected["contextual"] = (row, col.add_(begin))
         if want["surrounding"]:
-            union = length_sum - inter if pgcn_official else length_sum
-            gap = (centre2[first:last, None] - centre2[window]).abs_()
-            mask = (inter <= 0) & (gap < (2.0 * theta_sur) * union)
+            begin, finish = ranges[1][block]
+            window = slice(begin, finish)
+            overlap = torch.minimum(end[rows, None], end[window]) - torch.maximum(start[rows, None], start[window])
+            overlap = overlap > -one if one else overlap > 0
+            if pgcn_official:
+                union = torch.maximum(end[rows, None], end[window]) - torch.minimum(start[rows, None], start[window])
+                union += one
+            else:
+                union = length[rows, None] + length[window]
+            # Twice segment_distance's |c_i - c_j| / U (halving is exact in floating point): `< 2 theta` decides
+            # ties as `segment_distance(a, b) < theta_sur` does.
+            distance2 = (centre2[rows, None] - centre2[window]).abs_().div_(union)
+            mask = distance2 < 2.0 * theta_sur
+            mask &= ~overlap
             if max_surrounding is not None:
-                mask = _keep_best(mask, gap / union, max_surrounding, descending=False)
-            selected["surrounding"] = mask.nonzero(as_tuple=True)
+                mask = _keep_best(mask, distance2, max_surrounding, descending=False)
+            row, col = mask.nonzero(as_tuple=True)
+            selected["surrounding"] = (row, col.add_(begin))
+        weights = {}
+        if unit is not None and selected:
+            weights = _block_cosines(unit, first, last, selected, spans[block], block, tiles, symmetric, chunk_size)
+            for earlier in [b for b in tiles if (b + 1) * chunk_size <= still_needed[min(block + 1, len(spans) - 1)]]:
+                del tiles[earlier]
         for kind, (row, col) in selected.items():
-            targets, sources, weights = found[kind]
-            targets.append(row + first)
-            sources.append(col + begin)
-            if unit is not None:
-                weights.append(_cosine(unit[first:last], unit[window], row, col))
+            found[kind].append((row.add_(first), col, weights.get(kind)))
 
-    for kind, (targets, sources, weights) in found.items():
+    # One allocation per output, each edge written once (fresh large buffers cost page faults).
+    for kind, parts in found.items():
         if not want[kind]:
             continue
-        data[f"{kind}_edge_index"] = torch.stack([order[torch.cat(sources)], order[torch.cat(targets)]])
-        data[f"{kind}_edge_weight"] = torch.cat(weights) if unit is not None else \
-            torch.ones(data[f"{kind}_edge_index"].size(1), device=segments.device)
+        total = sum(row.numel() for row, _, _ in parts)
+        index = torch.empty(2, total, dtype=torch.long, device=segments.device)
+        weight = torch.empty(total, dtype=unit.dtype, device=segments.device) if unit is not None else \
+            torch.ones(total, device=segments.device)
+        offset = 0
+        for row, col, block_weight in parts:
+            stop = offset + row.numel()
+            torch.index_select(order, 0, col, out=index[0, offset:stop])
+            torch.index_select(order, 0, row, out=index[1, offset:stop])
+            if block_weight is not None:
+                weight[offset:stop] = block_weight
+            offset = stop
+        data[f"{kind}_edge_index"] = index
+        data[f"{kind}_edge_weight"] = weight
     return data
