@@ -3,10 +3,12 @@ from .formats import (ProposalListEntry, SomethingElseVideo, TemporalAnnotation,
                       read_proposal_list, read_something_else, read_thumos14_annotations)
 from .synthetic import (ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticUntrimmed,
                         SyntheticVideo, UntrimmedVideo)
+from .video_dataset import VideoDataset, VideoEntry, read_charades_csv, read_kinetics_csv, read_label_map, read_ssv2_split
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",
     "UntrimmedVideo", "SyntheticUntrimmed",
     "TemporalAnnotation", "ProposalListEntry", "SomethingElseVideo", "read_activitynet_json",
     "read_thumos14_annotations", "read_proposal_list", "read_something_else",
+    "VideoDataset", "VideoEntry", "read_label_map", "read_kinetics_csv", "read_charades_csv", "read_ssv2_split",
 ]
