@@ -164,7 +164,7 @@ def train_shape_detector(num_videos: int = 400, *, frames_per_video: int = 4, st
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     tail = losses[-max(steps // 10, 1):]
     return model, {"seconds": time.perf_counter() - start, "loss": sum(tail) / len(tail)}
