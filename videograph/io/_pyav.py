@@ -26,12 +26,13 @@ class PyAVBackend:
     """Decodes one video stream with PyAV.
 
     Frame numbering. At open the video packets are demuxed (not decoded) once: their count is the frame
-    count, whatever the header claims. Where the container stores real presentation timestamps (every
-    ``pts`` present and distinct, and out of order in decode order: the stream has B-frames), frame
-    ``i`` is the packet with the ``i``-th smallest ``pts`` and decoded frames are numbered by their
-    ``pts``. Otherwise (no reordering, or AVI, whose timestamps do not give the display order of its
-    reordered frames) frames are numbered by the decoder's output order, counted from the keyframe the decoder
-    was positioned on (a closed GOP's frames follow its keyframe in both orders).
+    count, whatever the header claims. Where the container stores presentation timestamps (every
+    ``pts`` present and distinct, and the container is not AVI), frame ``i`` is the packet with the
+    ``i``-th smallest ``pts`` and decoded frames are numbered by their ``pts``, whatever order the
+    packets come in. Otherwise (AVI, whose timestamps do not give the display order of reordered
+    frames) frames are numbered by the decoder's output order, counted from the keyframe the decoder
+    was positioned on; where the stream reorders frames (B-frames) that count is only sure from the
+    first frame, so such files are decoded forward from their start (see ``_index``).
 
     Seeking lands on a keyframe: a request for frame ``i`` positions the demuxer on the last keyframe at
     or before ``i`` and decodes forward; a request that lies ahead of the current position, in the same
@@ -53,8 +54,10 @@ class PyAVBackend:
             self.stream.thread_type = "AUTO"  # frame + slice threading
             self.stream.thread_count = int(num_threads)
             self._gen: Optional[Iterator[Tuple[int, "av.VideoFrame"]]] = None
+            self._first = None
             self._cursor = -1  # index of the next frame _gen yields (-1: no generator)
             first = self._first_frame()
+            self._first = first  # reused by a read that starts at frame 0 right after the open
             self.rotation = int(first.rotation or 0) if hasattr(first, "rotation") else 0
             h, w = first.height, first.width
             self.height, self.width = (w, h) if self.rotation % 180 else (h, w)
@@ -75,11 +78,12 @@ class PyAVBackend:
         self.num_frames = n = len(pts)
         if n == 0:
             return
-        # Real presentation timestamps reveal themselves by coming out of order in decode order. AVI
-        # has none: what its demuxer reports as pts does not survive MPEG-4 packed B-frames.
+        # AVI stores no presentation timestamps: what its demuxer reports as pts are decode times, or
+        # guesses that MPEG-4 packed B-frames break.
         real_pts = ("avi" not in self.container.format.name.split(",") and None not in pts
-                    and len(set(pts)) == n and any(b < a for a, b in zip(pts, pts[1:])))
+                    and len(set(pts)) == n)
         self.by_pts = real_pts
+        self.reorders = True  # whether frames may be shown in another order than decoded
         key = np.asarray(key, dtype=bool)
         key[0] = True  # decoding always starts at the first packet
         if real_pts:
@@ -90,8 +94,15 @@ class PyAVBackend:
             self.key_index = key_rank  # presentation index of each keyframe
             self.key_ts = self.pts_sorted[key_rank]  # seek target of each
         else:
-            pos = np.flatnonzero(key)
-            self.key_index = pos  # decode position == first presentation index of a closed GOP
+            # Decode-order numbering. Without reordering, a keyframe's decode position is its display
+            # index. With reordering (B-frames) and no presentation timestamps, a keyframe may be
+            # followed in decode order by frames shown before it (an open GOP), which a decoder drops
+            # after a seek: nothing tells its display index without decoding, so the only entry point
+            # is the first frame and every read decodes forward from there (or from where it is).
+            self.reorders = reorders = bool(s.codec_context.has_b_frames) or any(
+                a is not None and b is not None and b < a for a, b in zip(pts, pts[1:]))
+            pos = np.flatnonzero(key) if not reorders else np.zeros(1, dtype=np.int64)
+            self.key_index = pos  # decode position == display index of each usable entry point
             stamps = [d if d is not None else p for p, d in zip(pts, dts)]
             self._pos = {}
             for i, t in enumerate(stamps):
@@ -129,7 +140,11 @@ class PyAVBackend:
         for packet in self.container.demux(self.stream):
             if count is None and not self.by_pts and packet.size:
                 t = packet.dts if packet.dts is not None else packet.pts
-                count = self._pos.get(int(t), 0) if t is not None else 0
+                count = self._pos.get(int(t)) if t is not None else None
+                if count is None:  # landed on a packet the index does not know: from the start
+                    self.container.seek(0)
+                    count = 0
+                    continue
             try:
                 frames = packet.decode()
             except av.FFmpegError as e:
@@ -152,10 +167,10 @@ class PyAVBackend:
             return frame
         raise AssertionError("unreachable")
 
-    def _iter_at(self, target: int) -> Iterator[Tuple[int, "av.VideoFrame"]]:
+    def _iter_at(self, target: int, from_start: bool = False) -> Iterator[Tuple[int, "av.VideoFrame"]]:
         """The frame generator positioned so that its next yields reach ``target``."""
-        k = int(np.searchsorted(self.key_index, target, side="right")) - 1
-        if self._gen is None or not (self.key_index[k] <= self._cursor <= target):
+        k = 0 if from_start else int(np.searchsorted(self.key_index, target, side="right")) - 1
+        if from_start or self._gen is None or not (self.key_index[k] <= self._cursor <= target):
             if self._gen is not None:
                 self._gen.close()
             self._gen = self._frames_from(k)
@@ -178,13 +193,21 @@ class PyAVBackend:
         3]``). Returns the error that stopped decoding, ``None`` when every frame came; frames are
         decoded in increasing order, so on an error ``out`` holds exactly the frames before its index."""
         i, n = 0, len(wanted)
+        first, self._first = self._first, None
+        if first is not None and n and wanted[0] == 0 and self._cursor == 1:
+            out[0] = rotate(first.to_ndarray(format="rgb24"), self.rotation)
+            i = 1
+        retried = -1
         while i < n:
             target = int(wanted[i])
             try:
-                for index, frame in self._iter_at(target):
+                for index, frame in self._iter_at(target, from_start=retried == target):
                     if index < target:
                         continue
                     if index > target:  # the decoder skipped the target
+                        if retried != target:
+                            retried = target  # a seek that landed past it: once more from the start
+                            break
                         raise DecodeError(target, "the decoder skipped it")
                     out[i] = rotate(frame.to_ndarray(format="rgb24"), self.rotation)
                     i += 1

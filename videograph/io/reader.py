@@ -91,6 +91,7 @@ class VideoReader:
                              "system FFmpeg libraries (pip install 'videograph[torchcodec]')")
         self.path = path
         self.errors = errors
+        self._args = {"backend": backend, "errors": errors, "num_threads": num_threads}
         self._backend = self._decoder = None
         try:
             self._backend = PyAVBackend(path, num_threads)
@@ -103,8 +104,7 @@ class VideoReader:
             raise ValueError(f"VideoReader: the first frame of {path!r} could not be decoded "
                              f"({e.reason})") from None
         b = self._backend
-        can_tc = b.by_pts or not b.stream.codec_context.has_b_frames
-        if backend == "torchcodec" and not can_tc:
+        if backend == "torchcodec" and not (b.by_pts or not b.reorders):
             self.close()
             raise ValueError(f"VideoReader: backend='torchcodec' cannot number the frames of {path!r}: "
                              f"its timestamps are decode times of a stream that reorders frames "
@@ -115,7 +115,7 @@ class VideoReader:
             except Exception as e:
                 self.close()
                 raise ValueError(f"VideoReader: torchcodec cannot read {path!r} ({e})") from None
-        else:  # "auto" is PyAV: torchcodec 0.17 on CPU decoded slower than PyAV here (docs/io.md)
+        else:  # "auto" is PyAV: torchcodec 0.17 on CPU was never faster here (docs/io.md)
             self._decoder = b
         self.metadata = VideoMetadata(
             num_frames=b.num_frames, fps=b.fps, width=b.width, height=b.height, duration=b.duration,
@@ -138,6 +138,13 @@ class VideoReader:
             setattr(self, name, None)
             if obj is not None:
                 obj.close()
+
+    def __getstate__(self) -> dict:
+        # An open container does not pickle: a copy (a DataLoader worker's) reopens the file.
+        return {"path": self.path, "args": self._args}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], **state["args"])
 
     def __len__(self) -> int:
         return self.metadata.num_frames

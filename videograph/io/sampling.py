@@ -8,8 +8,9 @@ MODES = ("segment", "uniform", "random")
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"clip_indices: '{name}' must be an int (got {type(value).__name__})")
+    value = int(value.__index__())
     if value < minimum:
         raise ValueError(f"clip_indices: '{name}' must be >= {minimum} (got {value})")
     return value
@@ -50,10 +51,10 @@ def clip_indices(num_frames: int, num_clips: int, clip_len: int, *, frame_interv
         LongTensor ``[num_clips, clip_len]``, every entry in ``[0, num_frames)``; the clips are in time
         order (their starts never decrease) and each row is non-decreasing.
     """
-    _check_int("num_frames", num_frames, 1)
-    _check_int("num_clips", num_clips, 1)
-    _check_int("clip_len", clip_len, 1)
-    _check_int("frame_interval", frame_interval, 1)
+    num_frames = _check_int("num_frames", num_frames, 1)
+    num_clips = _check_int("num_clips", num_clips, 1)
+    clip_len = _check_int("clip_len", clip_len, 1)
+    frame_interval = _check_int("frame_interval", frame_interval, 1)
     if mode not in MODES:
         raise ValueError(f"clip_indices: 'mode' must be one of {MODES} (got {mode!r})")
     if generator is not None and not isinstance(generator, torch.Generator):
