@@ -100,7 +100,7 @@ def test_bad_frames(x):
 
 
 def test_shape_detector_trains_saves_and_loads(tmp_path):
-    model, info = train_shape_detector(12, steps=3, batch_size=4, seed=0, progress=False)
+    model, info = train_shape_detector(4, frames_per_video=1, steps=2, batch_size=2, seed=0, progress=False)
     assert info["seconds"] > 0 and info["loss"] > 0
     path = tmp_path / "shapes.pt"
     save_shape_detector(model, path, (64, 64))
@@ -109,7 +109,7 @@ def test_shape_detector_trains_saves_and_loads(tmp_path):
     with torch.no_grad():
         raw = model(list(x.permute(0, 3, 1, 2).float() / 255))
     assert all(torch.allclose(d["scores"], r["scores"]) for d, r in zip(detector(x), raw))
-    again, _ = train_shape_detector(12, steps=3, batch_size=4, seed=0, progress=False)
+    again, _ = train_shape_detector(4, frames_per_video=1, steps=2, batch_size=2, seed=0, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
     with pytest.raises(FileNotFoundError):
         load_shape_detector(tmp_path / "none.pt")
