@@ -2,14 +2,11 @@ r"""``python -m videograph demo``: the main job from pixels on the built-in synt
 as mp4 files, detected, linked into tubelets, MUSLE and baselines trained on them, see
 :mod:`videograph.video.demo`; MUSLE's full table is ``python -m videograph ablation musle``);
 ``python -m videograph graphs``: a summary and a picture of every graph kind."""
-import argparse
 import json
 import os
-import statistics
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-import torch
 from tqdm import tqdm
 
 from .data import Proposals, Regions, Tubelets
@@ -121,10 +118,12 @@ def register(commands) -> None:
     demo.add_argument("--num-test", type=int, default=270, help="test videos (default: 270)")
     demo.add_argument("--epochs", type=int, default=12, help="training epochs of the graph models (default: 12)")
     demo.add_argument("--video-dir", default=None, help="where the mp4s go (default: a temporary folder)")
+    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=lambda args: run_demo(args.out, seed=args.seed, num_train=args.num_train,
                                                  num_test=args.num_test, epochs=args.epochs,
-                                                 video_dir=args.video_dir, progress=not args.no_progress))
+                                                 video_dir=args.video_dir, progress=not args.no_progress,
+                                                 threads=args.threads))
     graphs = commands.add_parser("graphs", help="synthetic videos -> graphs of every kind, a summary and a PNG")
     graphs.add_argument("--out", default="results", help="output folder (default: results)")
     graphs.add_argument("--num-videos", type=int, default=64, help="trimmed synthetic videos (default: 64)")

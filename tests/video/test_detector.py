@@ -1,6 +1,6 @@
 import pytest
 import torch
-from torchvision.models.detection import FCOS, RetinaNet, fasterrcnn_mobilenet_v3_large_320_fpn
+from torchvision.models.detection import RetinaNet, fasterrcnn_mobilenet_v3_large_320_fpn
 
 from videograph.video import TorchvisionDetector
 from videograph.video.shape_detector import (ShapeBackbone, detection_map50, load_shape_detector,

@@ -1,10 +1,8 @@
 r"""``python -m videograph graph VIDEO``: the tubelet or region graph of a video file, summarised and drawn on its
 sampled frames."""
-import argparse
 import os
 from typing import Dict
 
-import torch
 
 __all__ = ["summarize_graph", "run_graph", "register"]
 

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from tqdm import tqdm

@@ -9,7 +9,7 @@ frames. It detects one class (label ``1``: "object"). Nothing is downloaded; the
 import math
 import os
 import time
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Tuple, Union
 
 import torch
 from torch import Tensor, nn
