@@ -99,7 +99,7 @@ def run_graphs(out: str = "results", num_videos: int = 64, seed: int = 0, progre
 
 def run_demo(out: str = "results", *, seed: int = 0, num_train: int = 1080, num_test: int = 270, epochs: int = 12,
              num_clips: int = 2, top_m: int = 8, score_threshold: float = 0.5, video_dir: Optional[str] = None,
-             progress: bool = True, threads: Optional[int] = None) -> Dict:
+             progress: bool = True, threads: Optional[int] = 1) -> Dict:
     """The main job from pixels: synthetic mp4s -> detected, linked tubelet graphs -> MUSLE and baselines
     (:mod:`videograph.video.demo`); writes ``<out>/demo.json`` and ``<out>/demo_tubelets.png``."""
     from .video.demo import run_pixels_demo
@@ -118,7 +118,7 @@ def register(commands) -> None:
     demo.add_argument("--num-test", type=int, default=270, help="test videos (default: 270)")
     demo.add_argument("--epochs", type=int, default=12, help="training epochs of the graph models (default: 12)")
     demo.add_argument("--video-dir", default=None, help="where the mp4s go (default: a temporary folder)")
-    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=lambda args: run_demo(args.out, seed=args.seed, num_train=args.num_train,
                                                  num_test=args.num_test, epochs=args.epochs,

@@ -121,7 +121,7 @@ def _draw(graphs: list, truth: list, frames: list, dataset: SyntheticInteraction
 
 def run_pixels_demo(out: str = "results", *, seed: int = 0, num_train: int = 1080, num_test: int = 270,
                     epochs: int = 12, num_clips: int = 2, top_m: int = 8, score_threshold: float = 0.5,
-                    video_dir: Optional[str] = None, progress: bool = True, threads: Optional[int] = None,
+                    video_dir: Optional[str] = None, progress: bool = True, threads: Optional[int] = 1,
                     log=print) -> Dict:
     r"""Runs the pixels-in demo and writes ``<out>/demo.json`` and ``<out>/demo_tubelets.png``.
 
@@ -135,7 +135,7 @@ def run_pixels_demo(out: str = "results", *, seed: int = 0, num_train: int = 108
         score_threshold: the detector's minimum score.
         video_dir: where the mp4 files go (default: a temporary folder, removed afterwards).
         progress: show tqdm bars.
-        threads: torch threads (default: unchanged).
+        threads: torch threads (default 1: on a shared machine, more threads mostly spin; None leaves torch's).
     """
     from ..ablations.musle import MUSLE_TRAINING
     from ..train import TrainConfig, fit, predict
