@@ -20,6 +20,13 @@ torch uses one thread, FFmpeg its default threads.
   video with the naive loop and keeping those frames. Goal: >= 3x. The reader's torchcodec backend
   beside it, null where absent.
 
+* graph: video -> tubelet graph per video (``videograph.build_graph(path, kind="tubelets")``, 4 clips x 16
+  frames of 64-frame 128x128 synthetic videos this script writes; --quick 4 videos, full 8, --smoke one
+  16-frame 64x64 video, 2 clips x 4), seconds per video split into decode, detect, link (IoULinker and the
+  graph) and features (RoIFeatures on the default SmallCNN). The detector is the FCOS of
+  ``videograph.video.shape_detector`` untrained (seeded), keeping its 32 best boxes per frame: the timing of a
+  trained one with a busy scene (32 boxes to link per frame, top_m = 8).
+
 --smoke neither reads ../shared nor imports torchcodec (its torchcodec figures are null).
 The data files are looked up in $VIDEOGRAPH_SHARED_DATA, else ../shared/data beside the repository;
 where the 1080p clip is absent the decode figures are null (decode_video says so).
@@ -62,6 +69,9 @@ KEYS = (
     "sparse_num_clips", "sparse_clip_len", "sparse_frames_requested",
     "sparse_whole_s", "sparse_reader_s", "sparse_torchcodec_s",
     "sparse_speedup_vs_whole", "sparse_torchcodec_speedup_vs_whole",
+    # video -> tubelet graph
+    "graph_videos", "graph_frames_per_video", "graph_size", "graph_nodes", "graph_decode_s", "graph_detect_s",
+    "graph_link_s", "graph_features_s", "graph_total_s",
 )
 
 
@@ -180,8 +190,47 @@ def bench_sparse(args, tmp, results):
                        sparse_torchcodec_speedup_vs_whole=sec["whole"] / sec["torchcodec"])
 
 
+def bench_graph(args, tmp, results):
+    """Video -> tubelet graph, seconds per video by stage (means over the videos)."""
+    from videograph import build_graph
+    from videograph.datasets import SyntheticInteractions
+    from videograph.video import TorchvisionDetector
+    from videograph.video.shape_detector import shape_detector_model
+
+    count, frames, size, clips, clip_len = {"smoke": (1, 16, 64, 2, 4), "quick": (4, 64, 128, 4, 16),
+                                            "full": (8, 64, 128, 4, 16)}[args.mode]
+    torch.manual_seed(0)
+    model = shape_detector_model((size, size), score_thresh=0.0, detections_per_img=32)
+    detector = TorchvisionDetector(model, score_threshold=0.0, batch_size=16)
+    videos = SyntheticInteractions(count, num_frames=frames, frame_size=(size, size), seed=0)
+    paths = []
+    for i, video in enumerate(videos):
+        paths.append(os.path.join(tmp, f"graph_{i}.mp4"))
+        write_video(paths[-1], video.frames, 25)
+    build_graph(paths[0], detector=detector, num_clips=clips, clip_len=clip_len, progress=False)  # warm-up
+    timings, nodes, tic = {}, 0, time.perf_counter()
+    for path in tqdm(paths, desc="video -> graph", disable=not args.progress, leave=False):
+        nodes += build_graph(path, detector=detector, num_clips=clips, clip_len=clip_len, top_m=8,
+                             progress=False, timings=timings).num_nodes
+    total = time.perf_counter() - tic
+    results.update(graph_videos=count, graph_frames_per_video=frames, graph_size=f"{size}x{size}",
+                   graph_nodes=nodes / count, graph_total_s=total / count,
+                   **{f"graph_{k}_s": timings[k] / count for k in ("decode", "detect", "link", "features")})
+
+
+def plot_graph(results, ax):
+    stages = ("decode", "detect", "link", "features")
+    values = [results.get(f"graph_{k}_s") or 0 for k in stages]
+    ax.bar(range(4), values, color="tab:green")
+    ax.set_xticks(range(4), stages, fontsize=8)
+    ax.set_ylabel("seconds per video (mean)")
+    ax.set_title(f"video -> tubelet graph ({results['graph_size']}, {results['graph_frames_per_video']} frames)\n"
+                 f"{results['graph_total_s']:.2f} s per video, {results['graph_nodes']:.0f} nodes", fontsize=9)
+
+
 def plot(results, path):
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    plot_graph(results, axes[2])
     panels = [("decode", f"full decode, {results['decode_video'] or 'not measured'}",
                [("naive PyAV loop", "decode_naive_s"), ("VideoReader (PyAV)", "decode_reader_s"),
                 ("torchcodec", "decode_torchcodec_s")], 1.5, "decode_speedup_vs_naive"),
@@ -236,6 +285,7 @@ def main(argv=None):
             path = path if os.path.exists(path) else None
         bench_decode(args, path, results)
         bench_sparse(args, tmp, results)
+        bench_graph(args, tmp, results)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench_video.json"), "w") as f:
         json.dump(results, f, indent=2)
