@@ -1,5 +1,7 @@
 import io
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -114,3 +116,44 @@ def test_repr_and_bad_input(x):
         GaussianMixture(4, covariance="tied")
     with pytest.raises(ValueError, match="'loader'"):
         gmm.fit_([])
+
+
+def _weighted_moments(x, gamma, covariance):
+    """NumPy oracle of eq. 4: weights, means and (co)variances of soft memberships, in float64."""
+    xs, gs = x.double().numpy(), gamma.double().numpy()
+    mass = gs.sum(0)
+    mean = gs.T @ xs / mass[:, None]
+    full = np.stack([np.einsum("n,ni,nj->ij", gs[:, j], xs - mean[j], xs - mean[j]) / mass[j]
+                     for j in range(gs.shape[1])])
+    return mass / len(xs), mean, (full if covariance == "full" else np.diagonal(full, axis1=1, axis2=2))
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_fit_is_one_pass_and_in_eval_mode(x, covariance, one_shot):
+    """A one-shot iterator fits like a list; dropout is off while fitting and the mode is restored."""
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=3, covariance=covariance, dropout=0.5).to(torch.float64)
+    x = x.double()
+    batches = x.split(7)
+    gmm.fit_(iter(batches) if one_shot else batches)
+    assert gmm.training
+    phi, mu, cov = _weighted_moments(x, gmm.eval().membership(x).detach(), covariance)
+    np.testing.assert_allclose(gmm.running_phi.numpy(), phi, rtol=1e-12)
+    np.testing.assert_allclose(gmm.running_mu.numpy(), mu, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gmm.running_cov.numpy(), cov, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_fit_in_float32_matches_float64_far_from_the_origin(covariance):
+    """Batches of a tight cluster far from zero and from each other: float32 moments stay accurate."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.cat([1000.0 + 0.1 * torch.randn(200, 3, generator=generator, dtype=torch.float64),
+                   -3000.0 + 0.1 * torch.randn(200, 3, generator=generator, dtype=torch.float64)])
+    torch.manual_seed(0)
+    wide = GaussianMixture(3, num_components=2, covariance=covariance).double().eval()
+    narrow = GaussianMixture(3, num_components=2, covariance=covariance).eval()
+    narrow.load_state_dict({key: value.float() for key, value in wide.state_dict().items()})
+    wide.fit_(x.split(50))
+    narrow.fit_(x.float().split(50))
+    torch.testing.assert_close(narrow.running_cov.double(), wide.running_cov, rtol=1e-3, atol=1e-6)

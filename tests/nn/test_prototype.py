@@ -414,3 +414,46 @@ def test_learned_scale_reduction_starts_as_the_sum_and_calibrate_minimises_the_c
         summed.calibrate_(batches)
     with pytest.raises(ValueError, match="'loader'"):
         learned.calibrate_([])
+
+
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_fit_is_in_eval_mode_and_accepts_a_one_shot_iterator(one_shot):
+    """Dropout is off while fitting (two fits agree with an eval-mode fit) and the training mode comes back."""
+    node_x, pair_x, node_ptr = inputs(sizes=(5, 6, 4, 5))
+    y = torch.tensor([1, 3, 1, 1])
+    halves = [(node_x[:11], pair_x[:25], node_ptr[:3], y[:2]), (node_x[11:], pair_x[25:], node_ptr[2:] - 11, y[2:])]
+    bank = make_bank(dropout=0.5)
+    reference = make_bank(dropout=0.5).eval()
+    reference.load_state_dict(bank.state_dict())
+    bank.fit_(iter(halves) if one_shot else halves)
+    assert bank.training
+    reference.fit_(halves)
+    for name, buffer in bank.named_buffers():
+        torch.testing.assert_close(buffer, reference.get_buffer(name), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fit_in_float32_matches_float64_for_components_far_from_the_class_mean(fused):
+    """Two tight groups of videos of one class, 2000 apart, split by near-hard memberships: each component lies
+    ~1000 from the class mean with variance ~1e-2. Shifted one-pass moments cancel there in float32."""
+    generator = torch.Generator().manual_seed(3)
+    sizes = (4, 5, 4, 5)
+    node_ptr = torch.tensor((0,) + sizes).cumsum(0)
+    centre = torch.tensor([1000.0, -1000.0, 1000.0, -1000.0], dtype=torch.float64)
+    node_x = centre.repeat_interleave(torch.tensor(sizes))[:, None] + 0.1 * torch.randn(
+        int(node_ptr[-1]), DN, generator=generator, dtype=torch.float64)
+    num_pairs = pair_ptr(node_ptr).diff()
+    pair_x = centre.repeat_interleave(num_pairs)[:, None] + 0.1 * torch.randn(
+        int(num_pairs.sum()), DE, generator=generator, dtype=torch.float64)
+    y = torch.zeros(4, dtype=torch.long)
+    wide = make_bank(scales=(3,), num_components=2).eval()
+    with torch.no_grad():   # near-hard memberships: the first layer saturates, the second one amplifies
+        wide.stack(3).weight2.mul_(100.0)
+    narrow = make_bank(torch.float32, scales=(3,), num_components=2).eval()
+    narrow.load_state_dict({key: value.float() if value.is_floating_point() else value
+                            for key, value in wide.state_dict().items()})
+    wide.fit_([(node_x, pair_x, node_ptr, y)], fused=fused)
+    narrow.fit_([(node_x.float(), pair_x.float(), node_ptr, y)], fused=fused)
+    cov = wide.stack(3).running_cov[0]
+    assert float(cov.max()) < 0.1     # the components are tight: each holds one group
+    torch.testing.assert_close(narrow.stack(3).running_cov[0].double(), cov, rtol=1e-2, atol=1e-4)

@@ -74,13 +74,14 @@ class Loss:
         graphs = (graph_of_rows(node_ptr).to(node_x.device), graph_of_rows(pair_ptr(node_ptr)).to(node_x.device))
         rows = slot_rows(sub.nodes, sub.pair_index, N)
         gamma = self._fused_membership(stack, node_x, pair_x, y, graphs, rows, sub.batch)
-        with torch.no_grad():  # any constant shift gives the same moments; the class mean keeps them well scaled
+        with torch.no_grad():  # the class mean: eq. 5's expansion in x~ = x - shift stays well scaled
             shift_node = scatter(node_x.detach(), video_class[graphs[0]], dim=0, dim_size=Cp, reduce="mean")
             shift_pair = scatter(pair_x.detach(), video_class[graphs[1]], dim=0, dim_size=Cp, reduce="mean")
-        count, mass, first, second = self._fused_moments(stack, node_x, pair_x, y, graphs, rows, sub.batch, gamma,
-                                                         video_class, Cp, shift_node, shift_pair)
+        count, mass, mean, m2 = self._fused_moments(stack, node_x, pair_x, y, graphs, rows, sub.batch, gamma,
+                                                    video_class, Cp)
+        phi, mu, var = self._estimate(count, mass, mean, m2)
         shift = torch.cat([shift_node.repeat(1, k), shift_pair.repeat(1, J)], -1)
-        phi, mu, var, mu_shifted = self._estimate(count, mass, first, second, shift)
+        mu_shifted = mu - shift[:, None]  # eq. 5 below is expanded around the class mean: well scaled
         if self.training:
             stack.update_running(classes[present], phi[present], mu[present], var[present], self.momentum)
         # eq. 5 per sub-graph through slot tables of -0.5 (x~^2 / var - 2 x~ mu~ / var) per video's class.
