@@ -139,6 +139,8 @@ def brute_force_scores(bank, node_x, pair_x, node_ptr):
     best_nodes = {}
     for b in range(B):
         for s, k in enumerate(bank.scales):
+            if int(node_ptr[b + 1] - node_ptr[b]) < k:
+                continue                    # no k-node sub-graph: the scale is missing (-inf)
             x, subsets = explicit(node_x.detach(), pair_x.detach(), node_ptr, b, k)
             reference = log_density(bank.mixture(C, k), x) if bank.background else 0.0
             for c in range(C):
@@ -146,7 +148,8 @@ def brute_force_scores(bank, node_x, pair_x, node_ptr):
                 per_scale[s, b, c] = score.max()
                 if score.max() > max(per_scale[:s, b, c], default=-np.inf):
                     best_nodes[b, c] = subsets[int(score.argmax())]
-    return (per_scale.sum(0) if bank.scale_reduce == "sum" else per_scale.max(0)), best_nodes, per_scale
+    summed = np.where(np.isfinite(per_scale), per_scale, 0.0).sum(0)   # a missing scale is left out of the sum
+    return (summed if bank.scale_reduce == "sum" else per_scale.max(0)), best_nodes, per_scale
 
 
 @pytest.mark.parametrize("chunk_size, background, scale_reduce", [(1, False, "max"), (3, False, "max"),
@@ -457,3 +460,50 @@ def test_fit_in_float32_matches_float64_for_components_far_from_the_class_mean(f
     cov = wide.stack(3).running_cov[0]
     assert float(cov.max()) < 0.1     # the components are tight: each holds one group
     torch.testing.assert_close(narrow.stack(3).running_cov[0].double(), cov, rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale_reduce", ["max", "sum", "learned"])
+def test_a_video_without_subgraphs_at_one_scale_is_scored_on_the_others(scale_reduce):
+    """Video 1 has 2 nodes: no 3-node sub-graph. Its classes are ranked by the scales it has (the learned map
+    starts as the sum); a video with no sub-graph at any scale makes predict raise, naming it."""
+    node_x, pair_x, node_ptr = inputs(sizes=(5, 2, 4))
+    bank = make_bank(scale_reduce=scale_reduce).eval()
+    set_running(bank, torch.Generator().manual_seed(2))
+    summed = make_bank(scale_reduce="sum" if scale_reduce == "learned" else scale_reduce).eval()
+    summed.load_state_dict(bank.state_dict(), strict=False)
+    expected, _, per_scale = brute_force_scores(summed, node_x, pair_x, node_ptr)
+    assert np.isinf(per_scale[1, 1]).all() and np.isfinite(expected).all()
+    scores = bank.class_scores(node_x, pair_x, node_ptr)
+    np.testing.assert_allclose(scores.detach().numpy(), expected, rtol=1e-10)
+    assert bank.predict(node_x, pair_x, node_ptr).tolist() == expected.argmax(-1).tolist()
+    lonely = inputs(sizes=(5, 1, 4))
+    assert torch.isneginf(bank.class_scores(*lonely)[1]).all()
+    with pytest.raises(ValueError, match="video 1 has no sub-graph at any scale"):
+        bank.predict(*lonely)
+
+
+def test_calibrate_keeps_videos_without_subgraphs_at_some_scale():
+    """Oracle: scipy's BFGS on the cross-entropy over all videos, a missing scale contributing nothing."""
+    from scipy.optimize import minimize
+
+    batches = [inputs(sizes=sizes, seed=seed) + (torch.tensor(y),)
+               for seed, sizes, y in ((0, (5, 2, 4), [0, 1, 2]), (1, (2, 6, 2), [3, 3, 1]), (2, (4, 2, 5), [2, 3, 0]))]
+    summed = make_bank(scale_reduce="sum").eval()
+    set_running(summed, torch.Generator().manual_seed(9))
+    learned = make_bank(scale_reduce="learned").eval()
+    learned.load_state_dict(summed.state_dict(), strict=False)
+    learned.calibrate_(batches)
+    per_scale = np.concatenate([brute_force_scores(summed, *b[:3])[2] for b in batches], 1)
+    per_scale = np.where(np.isfinite(per_scale), per_scale, 0.0)
+    labels = torch.cat([b[3] for b in batches]).numpy()
+    S = per_scale.shape[0]
+
+    def cross_entropy(theta):
+        logits = (np.exp(theta[:S * 4].reshape(S, 4))[:, None] * per_scale).sum(0) + theta[S * 4:]
+        return float(np.mean(logsumexp(logits, -1) - logits[np.arange(len(labels)), labels]))
+
+    oracle = minimize(cross_entropy, np.zeros(S * 4 + 4), method="BFGS", options={"gtol": 1e-9})
+    got = np.concatenate([learned.scale_log_weight.detach().numpy().ravel(), learned.scale_bias.detach().numpy()])
+    assert cross_entropy(got) <= oracle.fun + 1e-6
+    with pytest.raises(ValueError, match="video 4 of 'loader' has no sub-graph at any scale"):
+        learned.calibrate_(batches[:1] + [inputs(sizes=(3, 1), seed=5) + (torch.tensor([0, 1]),)])

@@ -195,7 +195,10 @@ class MUSLE(nn.Module):
         return loss, scores.detach()
 
     def predict(self, data) -> Tensor:
-        return self(data).argmax(-1)
+        """``[B]`` classes (:meth:`PrototypeBank.predict <videograph.nn.PrototypeBank.predict>`: a video without
+        any sub-graph is an error, not class 0)."""
+        node_x, pair_x, ptr = self.encode(data)
+        return self.bank.predict(node_x, pair_x, ptr)
 
     def aux_scores(self, data, subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
         """``[B, C]`` scores of the auxiliary head: its logits maximised over all sub-graphs (or ``subgraphs``)

@@ -211,8 +211,15 @@ class PrototypeBank(Scoring, Loss, Statistics, Calibration, nn.Module):
     @torch.no_grad()
     def predict(self, node_x: Tensor, pair_x: Tensor, node_ptr: Tensor,
                 subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
-        """``[B]`` the class of highest score (MUSLE: argmax over classes of the best sub-graph likelihood)."""
-        return self.class_scores(node_x, pair_x, node_ptr, subgraphs).argmax(-1)
+        """``[B]`` the class of highest score (MUSLE: argmax over classes of the best sub-graph likelihood).
+        Raises :class:`ValueError` naming the first video with no sub-graph at any scale (it has no score)."""
+        scores = self.class_scores(node_x, pair_x, node_ptr, subgraphs)
+        lonely = torch.isneginf(scores).all(-1).nonzero().view(-1)
+        if lonely.numel():
+            b = int(lonely[0])
+            raise ValueError(f"video {b} has no sub-graph at any scale {self.scales} (it has "
+                             f"{int(node_ptr[b + 1] - node_ptr[b])} nodes): it cannot be classified")
+        return scores.argmax(-1)
 
     @torch.no_grad()
     def prune_(self, threshold: float = 0.02) -> "PrototypeBank":

@@ -108,9 +108,10 @@ class Scoring:
     @staticmethod
     def _video_subgraphs(k: int, b: int, num_nodes: int, device) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """All k-node sub-graphs of video ``b`` with local node and pair ids, each row's prefix (``0, 1, ...``)
-        and each prefix's first row."""
+        and each prefix's first row; no rows when the video has fewer than ``k`` nodes."""
         if num_nodes < k:
-            raise ValueError(f"'k'={k} exceeds the number of nodes ({num_nodes}) of graph {b}")
+            empty = torch.zeros(0, k, dtype=torch.long, device=device)
+            return empty, empty[:, :k * (k - 1) // 2], empty[:, 0], empty[:, 0]
         local = enumerate_subgraphs(Data(num_nodes=num_nodes), k)
         prefixes = local.prefixes()
         return (local.nodes.to(device), local.pair_index.to(device), prefixes.index.to(device),
