@@ -282,3 +282,24 @@ def test_end_epoch_prunes_the_refitted_mixtures_not_last_epochs():
         torch.testing.assert_close(model.bank.get_buffer(name), value, msg=name)
     torch.testing.assert_close(model.bank.scale_log_weight, expected.scale_log_weight)
     torch.testing.assert_close(model.bank.scale_bias, expected.scale_bias)
+
+
+def test_musle_checkpoint_after_compact_loads_into_a_fresh_model(tmp_path):
+    """compact_ drops component slots (parameter shapes change); a plain load_state_dict into a freshly built
+    model must still restore it."""
+    batch = _tubelet_batch()
+    model = _musle(batch)
+    model.loss(batch, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.bank.stack(2).running_phi[:, 0] = 0.01
+    model.end_epoch()
+    model.bank.compact_()
+    assert model.bank.stack(2).num_components == 2 and model.bank.stack(3).num_components == 3
+    torch.save(model.state_dict(), tmp_path / "musle.pt")
+    fresh = _musle(batch)
+    fresh.load_state_dict(torch.load(tmp_path / "musle.pt", weights_only=True))
+    assert fresh.bank.stack(2).weight2.shape == model.bank.stack(2).weight2.shape
+    model.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(batch), model(batch))
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name

@@ -157,3 +157,19 @@ def test_fit_in_float32_matches_float64_far_from_the_origin(covariance):
     wide.fit_(x.split(50))
     narrow.fit_(x.float().split(50))
     torch.testing.assert_close(narrow.running_cov.double(), wide.running_cov, rtol=1e-3, atol=1e-6)
+
+
+def test_checkpoint_after_prune_loads_into_a_fresh_mixture(x):
+    torch.manual_seed(0)
+    gmm = GaussianMixture(4, num_components=4).eval()
+    gmm.fit_([x])
+    gmm.running_phi.copy_(torch.tensor([0.5, 0.01, 0.47, 0.02]))
+    gmm.prune_(0.02)
+    buffer = io.BytesIO()
+    torch.save(gmm.state_dict(), buffer)
+    buffer.seek(0)
+    restored = GaussianMixture(4, num_components=4).eval()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.num_components == 2
+    torch.testing.assert_close(restored(x), gmm(x))
+    torch.testing.assert_close(restored.membership(x), gmm.membership(x))

@@ -225,6 +225,26 @@ class GaussianMixture(nn.Module):
         self.num_components = int(keep.sum())
         return self
 
+    @torch.no_grad()
+    def _resize_components(self, num_components: int) -> None:
+        """Uninitialised last layer and running estimates with ``num_components`` components (the shapes
+        :meth:`prune_` leaves), filled by the checkpoint being loaded."""
+        last = self.membership_net[-1]
+        self.membership_net[-1] = nn.Linear(last.in_features, num_components, device=last.weight.device,
+                                            dtype=last.weight.dtype)
+        self.running_phi = self.running_phi.new_empty(num_components)
+        self.running_mu = self.running_mu.new_empty(num_components, self.in_channels)
+        self.running_cov = self.running_cov.new_empty((num_components,) + self.running_cov.shape[1:])
+        self.num_components = num_components
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        phi = state_dict.get(prefix + "running_phi")
+        if isinstance(phi, Tensor) and phi.dim() == 1 and phi.numel() != self.num_components:
+            self._resize_components(phi.numel())   # a checkpoint taken after prune_
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, num_components={self.num_components}, "
                 f"covariance={self.covariance})")

@@ -80,6 +80,27 @@ class MixtureStack(nn.Module):
         return phi.clamp_min(torch.finfo(phi.dtype).tiny).log().masked_fill(~active, -math.inf)
 
     @torch.no_grad()
+    def resize_components_(self, num_components: int) -> None:
+        """Replaces the component-indexed parameters and buffers by uninitialised ones with ``num_components``
+        slots (what :meth:`~videograph.nn.PrototypeBank.compact_` leaves), so a checkpoint of a compacted bank
+        loads into a freshly built one; the values come from the checkpoint."""
+        C, H, D, K = self.weight2.size(0), self.weight2.size(2), self.in_channels, num_components
+        self.weight2 = nn.Parameter(self.weight2.new_empty(C, K, H))
+        self.bias2 = nn.Parameter(self.bias2.new_empty(C, K))
+        self.running_phi = self.running_phi.new_empty(C, K)
+        self.running_mu = self.running_mu.new_empty(C, K, D)
+        self.running_cov = self.running_cov.new_empty((C, K, D) if self.covariance == "diag" else (C, K, D, D))
+        self.active = self.active.new_ones(C, K)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        weight2 = state_dict.get(prefix + "weight2")
+        if isinstance(weight2, Tensor) and weight2.dim() == 3 and weight2.size(1) != self.num_components:
+            self.resize_components_(weight2.size(1))   # a checkpoint taken after compact_
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @torch.no_grad()
     def update_running(self, classes: Tensor, phi: Tensor, mu: Tensor, cov: Tensor, momentum: float,
                        track: bool = True) -> None:
         active = self.active[classes]
