@@ -243,6 +243,8 @@ def test_degenerate_cases_stay_finite(case, dtype):
     grads = torch.autograd.grad(loss, [node_x, pair_x] + list(bank.parameters()))
     assert torch.isfinite(loss)
     assert all(torch.isfinite(g).all() for g in grads)
+    bank.fit_([(node_x.detach(), pair_x.detach(), node_ptr, y)])   # collapsed / single-member estimates
+    assert all(torch.isfinite(b).all() for b in bank.buffers() if b.is_floating_point())
     bank.eval()
     scores = bank.class_scores(node_x, pair_x, node_ptr)
     grads = torch.autograd.grad(scores.sum(), [node_x, pair_x])
