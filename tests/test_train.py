@@ -5,7 +5,7 @@ import torch
 
 import videograph as vg
 from videograph.datasets import SyntheticInteractions
-from videograph.models import MUSLE, Base
+from videograph.models import GCN, MUSLE, STRG, Base
 from videograph.nn import PrototypeBank
 from videograph.train import TrainConfig, evaluate, fit, load_checkpoint
 
@@ -190,3 +190,35 @@ def test_dynamic_k_masks_components_and_training_continues():
     assert snapshot["active"][0].tolist() == [False, True, True] and not bool(stack.active[0, 0])
     assert float(stack.running_phi[0, 0]) == 0.0 and all(map(math.isfinite, history.loss))
     assert not torch.equal(stack.weight2.detach(), snapshot["weight"])     # still optimised after pruning
+
+
+def _tiny_region_graphs():
+    g = torch.Generator().manual_seed(1)
+    graphs = []
+    for i in range(8):
+        frame = torch.arange(3).repeat_interleave(3)
+        xy = torch.rand(9, 2, generator=g) * 20 + frame[:, None] * 2.0
+        graphs.append(vg.build_graph(vg.Regions(torch.cat([xy, xy + 12], -1), frame,
+                                                torch.randn(9, 4, generator=g) + i % 2, label=i % 2,
+                                                frame_size=(48, 48))))
+    return graphs
+
+
+@pytest.mark.parametrize("name", ["GCN", "STRG"])
+def test_dropout_of_gcn_and_strg_follows_the_seed_and_survives_a_resume(tmp_path, one_thread, name):
+    graphs = _tiny_graphs() if name == "GCN" else _tiny_region_graphs()
+    build = {"GCN": lambda: GCN(4, 2, hidden_channels=8, dropout=0.5),
+             "STRG": lambda: STRG(4, 2, num_layers=1, dropout=0.5, zero_init=False)}[name]
+    path = str(tmp_path / "model.pt")
+    config = dict(batch_size=4, seed=5, progress=False)
+    torch.manual_seed(0)
+    straight = build()
+    torch.manual_seed(11)                         # another global RNG state at the start of the run
+    fit(straight, graphs, TrainConfig(epochs=3, **config))
+    torch.manual_seed(0)
+    first = build()
+    fit(first, graphs, TrainConfig(epochs=1, checkpoint=path, **config))
+    resumed = build()
+    fit(resumed, graphs, TrainConfig(epochs=3, checkpoint=path, resume=True, **config))
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
