@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,8 +32,11 @@ class TrainConfig:
         weight_decay: Adam weight decay. (default: :obj:`0.0`)
         lr_step: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs; :obj:`None` keeps it.
         lr_gamma: see ``lr_step``. (default: :obj:`0.1`)
-        seed: seeds the model initialisation (when :func:`fit` builds the model), shuffling and any sampling
-            inside the model's loss. (default: :obj:`0`)
+        seed: seeds every random draw of training: shuffling and the sampling inside the model's loss (the
+            generator :func:`fit` passes it) and everything that draws from torch's global RNG, e.g. dropout
+            (:func:`fit` forks that RNG, seeds the fork and restores the caller's state on return). The model's
+            initialisation happens before :func:`fit`: build it under :func:`torch.manual_seed`.
+            (default: :obj:`0`)
         progress: show a tqdm bar. (default: :obj:`True`)
         checkpoint: path written after every epoch (:obj:`None`: no checkpoints).
         resume: continue from ``checkpoint`` when it exists. (default: :obj:`False`)
@@ -93,11 +97,41 @@ def _sync_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, config: 
     return fresh
 
 
+def _cuda_devices(model: nn.Module) -> List[int]:
+    return sorted({t.device.index or 0 for t in list(model.parameters()) + list(model.buffers())
+                   if t.device.type == "cuda"})
+
+
+def _global_rng_state(devices: Sequence[int]) -> Dict:
+    """The global RNG's state: CPU and the given CUDA devices (what dropout draws from)."""
+    return {"cpu": torch.get_rng_state(), "cuda": [torch.cuda.get_rng_state(d) for d in devices]}
+
+
+def _set_global_rng(devices: Sequence[int], state: Optional[Dict] = None, seed: Optional[int] = None) -> None:
+    if state is not None:
+        torch.set_rng_state(state["cpu"])
+        for d, cuda_state in zip(devices, state.get("cuda", [])):
+            torch.cuda.set_rng_state(cuda_state, d)
+        return
+    torch.default_generator.manual_seed(seed)
+    for d in devices:
+        with torch.cuda.device(d):
+            torch.cuda.manual_seed(seed)
+
+
+def _global_seed(seed: int) -> int:
+    """The seed of the forked global RNG: a stream independent of the data generator's (seeded with ``seed``)."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: History,
-                    generator: torch.Generator) -> None:
-    """Writes model, optimiser, epoch, history and the data generator's state (atomically: temp file + rename)."""
+                    generator: torch.Generator, rng: Optional[Dict] = None) -> None:
+    """Writes model, optimiser, epoch, history, the data generator's state and ``rng`` (the global RNG's state,
+    as :func:`fit` passes it) atomically: temp file + rename."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "history": history.as_dict(), "generator": generator.get_state()}
+    if rng is not None:
+        state["rng"] = rng
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = path + ".tmp"
@@ -115,12 +149,14 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
         on_epoch: Optional[Callable[[int, History], None]] = None) -> History:
     r"""Trains ``model`` on a list of PyG graphs (each with ``y``) with Adam.
 
-    Shuffling and the model's own sampling use one :class:`torch.Generator` seeded with ``config.seed``, so two
-    runs with the same seed, model initialisation and data give the same numbers (on one thread).
+    Shuffling and the model's own sampling use one :class:`torch.Generator` seeded with ``config.seed``; every
+    draw from torch's global RNG (dropout in any layer) comes from a fork of it (:func:`torch.random.fork_rng`)
+    seeded from ``config.seed`` as well, and the caller's global RNG is restored on return. So two runs with the
+    same seed, model initialisation and data give the same numbers (on one thread), whatever the global RNG held.
     ``eval_set`` is scored with :func:`evaluate` every ``eval_every`` epochs (0: never) into
     ``history.eval_accuracy``. With ``config.checkpoint`` the state is saved after every epoch; with
-    ``config.resume`` training continues from it (same data generator state, so the continued run matches an
-    uninterrupted one).
+    ``config.resume`` training continues from it: model (also after dynamic K changed its shapes), optimiser,
+    data generator and global RNG, so the continued run matches an uninterrupted one.
 
     Returns:
         the :class:`History`.
@@ -131,7 +167,7 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
-    history, start_epoch = History(), 0
+    history, start_epoch, rng = History(), 0, None
     if config.resume and config.checkpoint and os.path.exists(config.checkpoint):
         state = load_checkpoint(config.checkpoint)
         model.load_state_dict(state["model"])
@@ -139,8 +175,22 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
                                      weight_decay=config.weight_decay)
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
+        rng = state.get("rng")
         history = History(**state["history"])
         start_epoch = int(state["epoch"])
+    devices = _cuda_devices(model)
+    with torch.random.fork_rng(devices=devices):
+        if rng is not None:
+            _set_global_rng(devices, state=rng)
+        else:
+            _set_global_rng(devices, seed=_global_seed(config.seed))
+        return _train(model, train_set, config, eval_set, eval_every, on_epoch, generator, optimizer, history,
+                      start_epoch, devices)
+
+
+def _train(model: nn.Module, train_set: Sequence, config: TrainConfig, eval_set: Optional[Sequence],
+           eval_every: int, on_epoch, generator: torch.Generator, optimizer: torch.optim.Optimizer,
+           history: History, start_epoch: int, devices: Sequence[int]) -> History:
     loader = DataLoader(list(train_set), batch_size=config.batch_size, shuffle=True, generator=generator)
     bar = tqdm(total=config.epochs * len(loader), initial=start_epoch * len(loader), disable=not config.progress,
                desc=model.__class__.__name__, leave=False)
@@ -174,7 +224,8 @@ def fit(model: nn.Module, train_set: Sequence, config: Optional[TrainConfig] = N
         if eval_set is not None and eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
             history.eval_accuracy.append(evaluate(model, eval_set, config.batch_size))
         if config.checkpoint:
-            save_checkpoint(config.checkpoint, model, optimizer, epoch + 1, history, generator)
+            save_checkpoint(config.checkpoint, model, optimizer, epoch + 1, history, generator,
+                            _global_rng_state(devices))
         if on_epoch is not None:
             on_epoch(epoch, history)
     bar.close()

@@ -232,6 +232,7 @@ def test_frozen_mixtures_change_only_at_refit():
             ranked = sorted(rows, key=lambda r: -float(logits[r, batch.y[g]]))
             assert sorted(mask.nonzero().view(-1)[subgraphs[k].batch[mask] == g].tolist()) == sorted(ranked[:2])
     bank = copy.deepcopy(model.bank).fit_([(node_x, pair_x, ptr, batch.y, subgraphs, select)])
+    bank.prune_(model.prune_threshold)          # dynamic K acts on the refitted weights
     for name, value in bank.named_buffers():
         torch.testing.assert_close(value, refitted[name], msg=name)
     # ... and the calibration the bank's calibrate_ gives on those mixtures
@@ -254,3 +255,51 @@ def test_fresh_strg_with_input_embedding_equals_the_embedded_pooling():
     counts = torch.bincount(batch.batch).float()[:, None]
     mean = torch.zeros(2, 5).index_add_(0, batch.batch, embedded) / counts
     torch.testing.assert_close(model.embed(batch), mean)
+
+
+def test_end_epoch_prunes_the_refitted_mixtures_not_last_epochs():
+    """The bank's documented order: fit_, then prune_ (then the calibration, on the pruned mixtures). A component
+    whose stale running weight is below the threshold but whose refitted weight is not must survive."""
+    batch = _tubelet_batch(sizes=(5, 4, 5, 4))
+    batch.y = torch.tensor([0, 1, 0, 1])
+    graphs = batch.to_data_list()
+    model = _musle(batch, ce_start=0, background=True, scale_reduce="learned", prune_threshold=0.02)
+    model.train()
+    model.loss(batch, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.bank.stack(2).running_phi[0] = torch.tensor([0.001, 0.5, 0.499])
+    model.eval()
+    with torch.no_grad():
+        node_x, pair_x, ptr = model.encode(batch)
+    subgraphs = {k: enumerate_subgraphs(batch, k) for k in model.scales}
+    expected = copy.deepcopy(model.bank).fit_([(node_x, pair_x, ptr, batch.y, subgraphs)])
+    assert float(expected.stack(2).running_phi[0, 0]) > 0.02     # the premise: the refit revives component 0
+    expected.prune_(0.02).calibrate_([(node_x, pair_x, ptr, batch.y, subgraphs)])
+    model.train()
+    model.end_epoch(graphs)
+    assert bool(model.bank.stack(2).active[0, 0])
+    for name, value in expected.named_buffers():
+        torch.testing.assert_close(model.bank.get_buffer(name), value, msg=name)
+    torch.testing.assert_close(model.bank.scale_log_weight, expected.scale_log_weight)
+    torch.testing.assert_close(model.bank.scale_bias, expected.scale_bias)
+
+
+def test_musle_checkpoint_after_compact_loads_into_a_fresh_model(tmp_path):
+    """compact_ drops component slots (parameter shapes change); a plain load_state_dict into a freshly built
+    model must still restore it."""
+    batch = _tubelet_batch()
+    model = _musle(batch)
+    model.loss(batch, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.bank.stack(2).running_phi[:, 0] = 0.01
+    model.end_epoch()
+    model.bank.compact_()
+    assert model.bank.stack(2).num_components == 2 and model.bank.stack(3).num_components == 3
+    torch.save(model.state_dict(), tmp_path / "musle.pt")
+    fresh = _musle(batch)
+    fresh.load_state_dict(torch.load(tmp_path / "musle.pt", weights_only=True))
+    assert fresh.bank.stack(2).weight2.shape == model.bank.stack(2).weight2.shape
+    model.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(batch), model(batch))
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name

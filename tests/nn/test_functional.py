@@ -37,11 +37,23 @@ def test_log_prob_matches_scipy(generator, covariance):
     np.testing.assert_allclose(ours.numpy(), np.log(density), rtol=1e-10)
 
 
-def test_energy_loss_is_eq6(generator):
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_energy_loss_is_eq6(generator, covariance):
+    """Oracle: NumPy's weighted moments, scipy's mixture density and the penalty summed by a loop."""
     x, gamma = sample(generator)
-    phi, mu, var = gmm_estimate(x, gamma, "diag")
-    expected = -gmm_log_prob(x, phi, mu, var).mean() + 0.05 * (1 / (var + 1e-6)).sum()
-    torch.testing.assert_close(gmm_energy_loss(x, gamma), expected)
+    xs, gs = x.numpy(), gamma.numpy()
+    eps, lam = 1e-6, 0.05
+    density, penalty = np.zeros(len(xs)), 0.0
+    for k in range(gs.shape[1]):
+        w = gs[:, k]
+        mean = (w[:, None] * xs).sum(0) / w.sum()
+        full = np.einsum("n,ni,nj->ij", w, xs - mean, xs - mean) / w.sum()
+        cov = full if covariance == "full" else np.diag(np.diag(full))
+        density += w.mean() * multivariate_normal.pdf(xs, mean, cov + eps * np.eye(len(mean)))
+        for i in range(len(mean)):
+            penalty += lam / (full[i, i] + eps)
+    expected = -np.log(density).mean() + penalty
+    np.testing.assert_allclose(float(gmm_energy_loss(x, gamma, covariance, lam, eps)), expected, rtol=1e-10)
 
 
 def degenerate_cases(generator):

@@ -195,7 +195,10 @@ class MUSLE(nn.Module):
         return loss, scores.detach()
 
     def predict(self, data) -> Tensor:
-        return self(data).argmax(-1)
+        """``[B]`` classes (:meth:`PrototypeBank.predict <videograph.nn.PrototypeBank.predict>`: a video without
+        any sub-graph is an error, not class 0)."""
+        node_x, pair_x, ptr = self.encode(data)
+        return self.bank.predict(node_x, pair_x, ptr)
 
     def aux_scores(self, data, subgraphs: Optional[Dict[int, Subgraphs]] = None) -> Tensor:
         """``[B, C]`` scores of the auxiliary head: its logits maximised over all sub-graphs (or ``subgraphs``)
@@ -210,14 +213,17 @@ class MUSLE(nn.Module):
 
     @torch.no_grad()
     def refit_(self, dataset: Sequence, batch_size: int = 64, max_per_graph: Optional[int] = None,
-               generator: Optional[torch.Generator] = None, progress: bool = False) -> "MUSLE":
+               generator: Optional[torch.Generator] = None, progress: bool = False,
+               prune_threshold: Optional[float] = None) -> "MUSLE":
         r"""Replaces the running estimates of every mixture by its eq. 4 estimate on the whole of ``dataset``
         (graphs with ``y``) with :meth:`PrototypeBank.fit_ <videograph.nn.PrototypeBank.fit_>`: each class mixture
         on the sub-graphs of its videos (all of them, or a sample of ``max_per_graph`` per video and scale drawn
         with ``generator``; only the ``fit_top`` best by the auxiliary head when set), the background mixture on
         all of them. A batch holds few videos of each class, so a full pass gives far better estimates than the
-        running averages, especially when only the top sub-graphs are fitted. With ``scale_reduce="learned"`` a
-        second pass then fits the score calibration to the new mixtures
+        running averages, especially when only the top sub-graphs are fitted. With ``prune_threshold`` dynamic K
+        then acts on the new estimates (:meth:`PrototypeBank.prune_ <videograph.nn.PrototypeBank.prune_>`, the
+        bank's documented order: after ``fit_``). With ``scale_reduce="learned"`` a last pass fits the score
+        calibration to the new (pruned) mixtures
         (:meth:`PrototypeBank.calibrate_ <videograph.nn.PrototypeBank.calibrate_>`)."""
         from torch_geometric.loader import DataLoader
 
@@ -239,6 +245,8 @@ class MUSLE(nn.Module):
                 yield node_x, pair_x, ptr, y, subgraphs, select
 
         self.bank.fit_(batches(True), progress=progress)
+        if prune_threshold is not None:
+            self.bank.prune_(prune_threshold)
         if self.bank.scale_reduce == "learned":
             self.bank.calibrate_(batches(False), progress=progress)
         self.train(was_training)
@@ -263,13 +271,15 @@ class MUSLE(nn.Module):
 
     def end_epoch(self, dataset: Optional[Sequence] = None) -> None:
         """Call after every epoch: counts it and applies dynamic K; from epoch ``ce_start`` on (when given) and
-        with the training ``dataset``, re-estimates the mixtures on all of it (:meth:`refit_`) and freezes them
-        for the next epoch, so the cross-entropy trains the encoders against fixed, well-estimated prototypes."""
+        with the training ``dataset``, re-estimates the mixtures on all of it first (:meth:`refit_`: fit, then
+        prune the refitted weights, then calibrate) and freezes them for the next epoch, so the cross-entropy
+        trains the encoders against fixed, well-estimated prototypes."""
         self.epochs_done += 1
-        self.bank.prune_(self.prune_threshold)
+        if self.mixtures_frozen and dataset is not None:
+            self.refit_(dataset, prune_threshold=self.prune_threshold)
+        else:
+            self.bank.prune_(self.prune_threshold)
         if self.mixtures_frozen:
-            if dataset is not None:
-                self.refit_(dataset)
             self.train(self.training)
 
     def __repr__(self) -> str:

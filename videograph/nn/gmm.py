@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .functional import gmm_estimate, gmm_log_prob
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "merge_moments"]
 
 
 @torch.no_grad()
@@ -19,6 +19,29 @@ def reset_mixture_stats(phi: Tensor, mu: Tensor, cov: Tensor, covariance: str) -
         cov.fill_(1.0)
     else:
         cov.copy_(torch.eye(mu.size(-1), dtype=cov.dtype, device=cov.device).expand_as(cov))
+
+
+@torch.no_grad()
+def merge_moments(total: Tuple[Tensor, Tensor, Tensor], index, mass: Tensor, mean: Tensor, m2: Tensor) -> None:
+    r"""Adds a batch's weighted moments to running totals in place, by Chan et al.'s pairwise update (stable:
+    only centred quantities are ever added, so no :math:`E[x^2] - \mu^2` cancellation).
+
+    ``total = (mass [.., K], mean [.., K, D], m2 [.., K, D(, D)])`` with ``m2`` the weighted sum of squared
+    deviations from ``mean``; ``total[i][index]`` are updated with the batch's ``mass``, ``mean`` and ``m2``
+    (same trailing shapes). Components without mass on either side are left as the other side has them."""
+    t_mass, t_mean, t_m2 = total
+    before = t_mass[index]
+    combined = before + mass
+    share = mass / combined.clamp_min(torch.finfo(combined.dtype).tiny)  # n_b / n, 0 where n = 0
+    delta = mean - t_mean[index]
+    weight = before * share  # n_a n_b / n
+    if m2.dim() == mean.dim():
+        spread = delta * delta * weight[..., None]
+    else:
+        spread = delta[..., :, None] * delta[..., None, :] * weight[..., None, None]
+    t_m2[index] = t_m2[index] + m2 + spread
+    t_mean[index] = t_mean[index] + delta * share[..., None]
+    t_mass[index] = combined
 
 
 def _batches(loader: Iterable) -> Iterable[Tensor]:
@@ -151,30 +174,31 @@ class GaussianMixture(nn.Module):
     @torch.no_grad()
     def fit_(self, loader: Iterable) -> "GaussianMixture":
         """Sets the running estimates to the mixture of a full pass over ``loader`` (tensors ``[N, D]`` or tuples
-        whose first item is one). Two passes: means first, then covariances around them, which avoids the
-        cancellation of :math:`E[x^2] - \\mu^2`. The loader must be iterable twice."""
-        mass = x_sum = None
-        count = 0
-        for x in _batches(loader):
-            gamma = self.membership(x)
-            mass = gamma.sum(0) if mass is None else mass + gamma.sum(0)
-            x_sum = gamma.t() @ x if x_sum is None else x_sum + gamma.t() @ x
-            count += x.size(0)
-        if mass is None:
-            raise ValueError("'loader' yielded no batch")
-        mu = x_sum / mass.clamp_min(self.eps)[:, None]
-        second = torch.zeros_like(self.running_cov)
-        for x in _batches(loader):
-            gamma = self.membership(x)
-            centred = x[:, None, :] - mu[None]
-            if self.covariance == "diag":
-                second += torch.einsum("nk,nkd->kd", gamma, centred * centred)
-            else:
-                second += torch.einsum("nk,nkd,nke->kde", gamma, centred, centred)
-        shape = (-1,) + (1,) * (second.dim() - 1)
-        self.running_phi.copy_(mass / count)
-        self.running_mu.copy_(mu)
-        self.running_cov.copy_(second / mass.clamp_min(self.eps).view(shape))
+        whose first item is one; any iterable, a one-shot iterator too). One pass: each batch's moments are
+        centred on its own means and merged by Chan et al.'s update (:func:`merge_moments`), which avoids the
+        cancellation of :math:`E[x^2] - \\mu^2`. Memberships are computed in eval mode (no dropout); the module's
+        mode is restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            count, total = 0, None
+            for x in _batches(loader):
+                gamma = self.membership(x)
+                phi, mean, cov = gmm_estimate(x, gamma, self.covariance, self.eps)
+                mass = gamma.sum(0)
+                m2 = cov * mass.clamp_min(self.eps).view((-1,) + (1,) * (cov.dim() - 1))
+                if total is None:
+                    total = (torch.zeros_like(mass), torch.zeros_like(mean), torch.zeros_like(m2))
+                merge_moments(total, slice(None), mass, mean, m2)
+                count += x.size(0)
+            if total is None:
+                raise ValueError("'loader' yielded no batch")
+            mass, mean, m2 = total
+            self.running_phi.copy_(mass / count)
+            self.running_mu.copy_(mean)
+            self.running_cov.copy_(m2 / mass.clamp_min(self.eps).view((-1,) + (1,) * (m2.dim() - 1)))
+        finally:
+            self.train(was_training)
         return self
 
     @torch.no_grad()
@@ -200,6 +224,26 @@ class GaussianMixture(nn.Module):
         self.running_cov = self.running_cov[keep].clone()
         self.num_components = int(keep.sum())
         return self
+
+    @torch.no_grad()
+    def _resize_components(self, num_components: int) -> None:
+        """Uninitialised last layer and running estimates with ``num_components`` components (the shapes
+        :meth:`prune_` leaves), filled by the checkpoint being loaded."""
+        last = self.membership_net[-1]
+        self.membership_net[-1] = nn.Linear(last.in_features, num_components, device=last.weight.device,
+                                            dtype=last.weight.dtype)
+        self.running_phi = self.running_phi.new_empty(num_components)
+        self.running_mu = self.running_mu.new_empty(num_components, self.in_channels)
+        self.running_cov = self.running_cov.new_empty((num_components,) + self.running_cov.shape[1:])
+        self.num_components = num_components
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        phi = state_dict.get(prefix + "running_phi")
+        if isinstance(phi, Tensor) and phi.dim() == 1 and phi.numel() != self.num_components:
+            self._resize_components(phi.numel())   # a checkpoint taken after prune_
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, num_components={self.num_components}, "
