@@ -3,10 +3,11 @@ from .formats import (ProposalListEntry, SomethingElseVideo, TemporalAnnotation,
                       read_proposal_list, read_something_else, read_thumos14_annotations)
 from .synthetic import (ACTORS_PER_CLASS, CLASSES, PALETTE, SHAPES, SyntheticInteractions, SyntheticUntrimmed,
                         SyntheticVideo, UntrimmedVideo)
+from .synthetic_global import HFLIP_LABEL, PAN_CLASSES, SyntheticCameraPan
 
 __all__ = [
     "CLASSES", "ACTORS_PER_CLASS", "SHAPES", "PALETTE", "SyntheticVideo", "SyntheticInteractions",
-    "UntrimmedVideo", "SyntheticUntrimmed",
+    "UntrimmedVideo", "SyntheticUntrimmed", "SyntheticCameraPan", "PAN_CLASSES", "HFLIP_LABEL",
     "TemporalAnnotation", "ProposalListEntry", "SomethingElseVideo", "read_activitynet_json",
     "read_thumos14_annotations", "read_proposal_list", "read_something_else",
 ]
