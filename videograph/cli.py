@@ -12,6 +12,7 @@ __all__ = ["COMMAND_MODULES", "main"]
 COMMAND_MODULES = (
     "videograph.demo",        # demo, graphs
     "videograph.ablations",   # ablation NAME
+    "videograph.video.cli",   # graph VIDEO
 )
 
 

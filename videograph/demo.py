@@ -1,14 +1,12 @@
-r"""``python -m videograph demo``: the main job on the built-in synthetic data (today MUSLE's ablation, see
-:mod:`videograph.ablations.musle`); ``python -m videograph graphs``: a summary and a picture of every graph
-kind."""
-import argparse
+r"""``python -m videograph demo``: the main job from pixels on the built-in synthetic data (synthetic videos written
+as mp4 files, detected, linked into tubelets, MUSLE and baselines trained on them, see
+:mod:`videograph.video.demo`; MUSLE's full table is ``python -m videograph ablation musle``);
+``python -m videograph graphs``: a summary and a picture of every graph kind."""
 import json
 import os
-import statistics
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-import torch
 from tqdm import tqdm
 
 from .data import Proposals, Regions, Tubelets
@@ -99,22 +97,33 @@ def run_graphs(out: str = "results", num_videos: int = 64, seed: int = 0, progre
     return rows
 
 
-def run_demo(out: str = "results", seeds: Sequence[int] = (0, 1, 2), progress: bool = True,
-             jobs: Optional[int] = None) -> Dict[str, Dict]:
-    """The main job: MUSLE's ablation on synthetic videos (``python -m videograph ablation musle``)."""
-    from .ablations import run_ablation
-    return run_ablation("musle", seeds, out, progress=progress, jobs=jobs)
+def run_demo(out: str = "results", *, seed: int = 0, num_train: int = 1080, num_test: int = 270, epochs: int = 12,
+             num_clips: int = 2, top_m: int = 8, score_threshold: float = 0.5, video_dir: Optional[str] = None,
+             progress: bool = True, threads: Optional[int] = None) -> Dict:
+    """The main job from pixels: synthetic mp4s -> detected, linked tubelet graphs -> MUSLE and baselines
+    (:mod:`videograph.video.demo`); writes ``<out>/demo.json`` and ``<out>/demo_tubelets.png``."""
+    from .video.demo import run_pixels_demo
+    return run_pixels_demo(out, seed=seed, num_train=num_train, num_test=num_test, epochs=epochs,
+                           num_clips=num_clips, top_m=top_m, score_threshold=score_threshold, video_dir=video_dir,
+                           progress=progress, threads=threads)
 
 
 def register(commands) -> None:
     """Adds ``demo`` and ``graphs`` to the CLI's sub-commands."""
-    demo = commands.add_parser("demo", help="the main job on synthetic videos (MUSLE table 1, writes results/)")
+    demo = commands.add_parser("demo", help="the main job from pixels: synthetic mp4s -> detector -> tubelets -> "
+                                            "MUSLE and baselines (writes results/demo.json and a PNG)")
     demo.add_argument("--out", default="results", help="output folder (default: results)")
-    demo.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    demo.add_argument("--jobs", type=int, default=None, help="processes (default: one per core, <= seeds)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the videos, detector and models (default: 0)")
+    demo.add_argument("--num-train", type=int, default=1080, help="training videos (default: 1080)")
+    demo.add_argument("--num-test", type=int, default=270, help="test videos (default: 270)")
+    demo.add_argument("--epochs", type=int, default=12, help="training epochs of the graph models (default: 12)")
+    demo.add_argument("--video-dir", default=None, help="where the mp4s go (default: a temporary folder)")
+    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    demo.set_defaults(func=lambda args: run_demo(args.out, args.seeds, progress=not args.no_progress,
-                                                 jobs=args.jobs))
+    demo.set_defaults(func=lambda args: run_demo(args.out, seed=args.seed, num_train=args.num_train,
+                                                 num_test=args.num_test, epochs=args.epochs,
+                                                 video_dir=args.video_dir, progress=not args.no_progress,
+                                                 threads=args.threads))
     graphs = commands.add_parser("graphs", help="synthetic videos -> graphs of every kind, a summary and a PNG")
     graphs.add_argument("--out", default="results", help="output folder (default: results)")
     graphs.add_argument("--num-videos", type=int, default=64, help="trimmed synthetic videos (default: 64)")

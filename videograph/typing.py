@@ -44,11 +44,26 @@ except Exception as e:  # pragma: no cover - depends on the environment
     triton = object
     WITH_TRITON = False
 
+# torchcodec needs the system FFmpeg libraries: without them its import raises, and the flag is off.
+# videograph.io stands alone and detects it the same way, lazily (videograph.io._torchcodec).
+try:
+    import torchcodec.decoders  # noqa: F401
+    WITH_TORCHCODEC = True
+except Exception as e:  # pragma: no cover - depends on the environment
+    if not isinstance(e, ImportError):
+        warnings.warn(
+            f"An issue occurred while importing 'torchcodec'. "
+            f"Disabling its usage. Stacktrace: {e}", stacklevel=2)
+    torchcodec = object
+    WITH_TORCHCODEC = False
+
 __all__ = [
     'WITH_TORCH_SCATTER',
     'WITH_TORCH_SPARSE',
     'WITH_TRITON',
+    'WITH_TORCHCODEC',
     'torch_scatter',
     'torch_sparse',
     'triton',
+    'torchcodec',
 ]

@@ -1,0 +1,7 @@
+"""Video files in: decoding (:class:`VideoReader`), writing (:func:`write_video`) and clip sampling
+(:func:`clip_indices`). This package imports nothing else of videograph."""
+from .reader import VideoMetadata, VideoReader
+from .sampling import clip_indices
+from .writer import write_video
+
+__all__ = ["VideoReader", "VideoMetadata", "write_video", "clip_indices"]
