@@ -25,7 +25,7 @@ _EPOCH_SEEDS = 1000         # training clips of epoch e of seed s: stream 1000 s
 #: Rows in print order -> the network's variant.
 ROWS = {"P3D": "p3d", "LGD-v1": "v1", "LGD-v2": "v2", "LGD": "lgd", "LGD + kernel": "lgd"}
 
-#: The measured configuration (tuned on seeds 10-12, see docs/lgd.md): data, a two-stage LGD-3D small enough for
+#: The measured configuration (chosen on seed 10, not a reported seed; see docs/lgd.md): data, a two-stage LGD-3D small enough for
 #: CPU minutes, AdamW with a cosine schedule, clips flipped left-right at random (labels mirrored).
 SETTINGS = dict(num_train=512, num_test=256, num_frames=4, size=32, band=7, object_size=6, object_jitter=2,
                 layers=(1, 1), widths=(8, 16), stem_channels=8, rank_ratio=4, sketch_channels=256, epochs=12,
