@@ -29,7 +29,7 @@ ROWS = {"P3D": "p3d", "LGD-v1": "v1", "LGD-v2": "v2", "LGD": "lgd", "LGD + kerne
 #: CPU minutes, AdamW with a cosine schedule, clips flipped left-right at random (labels mirrored).
 SETTINGS = dict(num_train=512, num_test=256, num_frames=4, size=32, band=7, object_size=6, object_jitter=2,
                 layers=(1, 1), widths=(8, 16), stem_channels=8, rank_ratio=4, sketch_channels=256, epochs=12,
-                kernel_epochs=3, batch_size=32, lr=5e-3, kernel_lr=1e-2, kernel_backbone_lr=1e-3,
+                kernel_epochs=3, batch_size=32, lr=5e-3, kernel_lr=5e-2, kernel_backbone_lr=3e-4,
                 weight_decay=1e-4)
 
 
