@@ -97,7 +97,7 @@ def run_graphs(out: str = "results", num_videos: int = 64, seed: int = 0, progre
     return rows
 
 
-def run_demo(out: str = "results", *, seed: int = 0, num_train: int = 1080, num_test: int = 270, epochs: int = 12,
+def run_demo(out: str = "results", *, seed: int = 0, num_train: int = 2160, num_test: int = 270, epochs: int = 12,
              num_clips: int = 2, top_m: int = 8, score_threshold: float = 0.5, video_dir: Optional[str] = None,
              progress: bool = True, threads: Optional[int] = 1) -> Dict:
     """The main job from pixels: synthetic mp4s -> detected, linked tubelet graphs -> MUSLE and baselines
@@ -114,7 +114,7 @@ def register(commands) -> None:
                                             "MUSLE and baselines (writes results/demo.json and a PNG)")
     demo.add_argument("--out", default="results", help="output folder (default: results)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the videos, detector and models (default: 0)")
-    demo.add_argument("--num-train", type=int, default=1080, help="training videos (default: 1080)")
+    demo.add_argument("--num-train", type=int, default=2160, help="training videos (default: 2160)")
     demo.add_argument("--num-test", type=int, default=270, help="test videos (default: 270)")
     demo.add_argument("--epochs", type=int, default=12, help="training epochs of the graph models (default: 12)")
     demo.add_argument("--video-dir", default=None, help="where the mp4s go (default: a temporary folder)")

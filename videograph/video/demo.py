@@ -119,7 +119,7 @@ def _draw(graphs: list, truth: list, frames: list, dataset: SyntheticInteraction
     plt.close(fig)
 
 
-def run_pixels_demo(out: str = "results", *, seed: int = 0, num_train: int = 1080, num_test: int = 270,
+def run_pixels_demo(out: str = "results", *, seed: int = 0, num_train: int = 2160, num_test: int = 270,
                     epochs: int = 12, num_clips: int = 2, top_m: int = 8, score_threshold: float = 0.5,
                     video_dir: Optional[str] = None, progress: bool = True, threads: Optional[int] = 1,
                     log=print) -> Dict:
