@@ -9,7 +9,7 @@ Writes <out>/bench_scale.json and <out>/bench_scale.png (default results/), one 
   OnDiskDataset) and from one .pt file per graph (torch.load, weights_only=True), interleaved, medians over
   rounds; and the bytes on disk against the raw tensor bytes.
 * Preprocessing: `python -m videograph preprocess` of a written SSN-format proposal list (P-GCN graphs of
-  1 500-2 500 proposals per video) as one process, then as two processes side by side (--shard-index 0/1 of 2),
+  200-600 proposals per video) as one process, then as two processes side by side (--shard-index 0/1 of 2),
   wall time of the whole command including start-up.
 * DDP: `torchrun --nproc-per-node=K -m videograph train --model strg` (gloo), K = 1 and 2, the same batch per
   rank: seconds per optimiser step and graphs per second.
@@ -52,10 +52,10 @@ def raw_bytes(data: Data) -> int:
 
 
 def write_proposal_list(path: str, num_videos: int, generator: torch.Generator) -> None:
-    """An SSN-format normalised proposal list: per video 1 500-2 500 proposals around 20 actions."""
+    """An SSN-format normalised proposal list: per video 200-600 proposals around 20 actions."""
     lines = []
     for v in range(num_videos):
-        count = int(torch.randint(1500, 2500, (1,), generator=generator))
+        count = int(torch.randint(200, 600, (1,), generator=generator))
         centre = torch.rand(20, generator=generator)
         length = 0.01 + 0.04 * torch.rand(20, generator=generator)
         which = torch.randint(0, 20, (count,), generator=generator)
@@ -119,7 +119,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     count, reads, rounds = (40, 20, 2) if args.smoke else (500, 200, 3) if args.quick else (2000, 500, 5)
-    videos, steps, ddp_videos = (8, 3, 32) if args.smoke else (200, 20, 128) if args.quick else (400, 40, 256)
+    videos, steps, ddp_videos = (8, 3, 32) if args.smoke else (2000, 20, 128) if args.quick else (4000, 40, 256)
     generator = torch.Generator().manual_seed(0)
     graphs = [tubelet_graph(generator, i) for i in range(count)]
     work = tempfile.mkdtemp(prefix="bench_scale_")

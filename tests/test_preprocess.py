@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from videograph.datasets import GraphStore, read_proposal_list
+from videograph.datasets.formats import proposal_list_blocks
 from videograph.datasets.store import MANIFEST, shard_name
 from videograph.preprocess import preprocess, read_items
 
@@ -77,8 +78,8 @@ def test_a_crashed_run_resumes(proposal_list, tmp_path, monkeypatch):
                                                                    real(kind, options)(item)))
     preprocess(proposal_list, "proposals", out, shard_size=5, progress=False)
     assert len(seen) == 13                                             # blocks 2, 3, 4 only
-    _same(GraphStore(out), GraphStore(str(tmp_path / "fresh"), [real("proposals", {})(e) for e in
-                                                                 read_proposal_list(proposal_list)], progress=False))
+    _same(GraphStore(out), GraphStore(str(tmp_path / "fresh"), [real("proposals", {})(b) for b in
+                                                                 proposal_list_blocks(proposal_list)], progress=False))
 
 
 def test_other_inputs_into_the_same_store_are_refused(proposal_list, tmp_path):

@@ -33,15 +33,15 @@ KINDS = ("tubelets", "regions", "proposals")
 
 
 def read_items(list_path: str, kind: str) -> list:
-    """The items of ``list_path``: :class:`~videograph.datasets.ProposalListEntry` for ``proposals``, else
-    ``(path, label or None)`` pairs."""
+    """The items of ``list_path``: for ``proposals`` the unparsed block of each video (lines; see
+    :func:`~videograph.datasets.formats.proposal_list_blocks`), else ``(path, label or None)`` pairs."""
     if kind not in KINDS:
         raise ValueError(f"'kind' must be one of {KINDS}, got {kind!r}")
     if not os.path.isfile(list_path):
         raise FileNotFoundError(f"list file {list_path!r} does not exist")
-    if kind == "proposals":
-        from .datasets import read_proposal_list
-        return read_proposal_list(list_path)
+    if kind == "proposals":             # parsed when built: each process parses only its own blocks
+        from .datasets.formats import proposal_list_blocks
+        return proposal_list_blocks(list_path)
     root, items = os.path.dirname(os.path.abspath(list_path)), []
     with open(list_path) as handle:
         for number, line in enumerate(handle, 1):
@@ -64,7 +64,10 @@ def _builder(kind: str, options: dict) -> Callable:
     from .graph import build_graph
 
     if kind == "proposals":
-        def build(entry):
+        from .datasets.formats import parse_proposal_block
+
+        def build(block):
+            entry = parse_proposal_block(block, "proposal list")
             data = build_graph(entry.proposals())
             data.video = str(entry.video)
             return data

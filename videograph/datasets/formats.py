@@ -141,7 +141,8 @@ class ProposalListEntry:
         return Proposals(self.segments, labels=self.labels, duration=self.num_frames)
 
 
-def _parse_proposal_block(lines: List[str], path: str) -> ProposalListEntry:
+def parse_proposal_block(lines: List[str], path: str) -> ProposalListEntry:
+    """One video's block of a proposal list (see :func:`proposal_list_blocks`)."""
     try:
         num_gt = int(lines[3])
         gt = [line.split() for line in lines[4:4 + num_gt]]
@@ -160,11 +161,17 @@ def _parse_proposal_block(lines: List[str], path: str) -> ProposalListEntry:
 
 def read_proposal_list(path: str) -> List[ProposalListEntry]:
     """Reads an SSN / P-GCN proposal list (the format of ``ops/io.py:load_proposal_file`` in P-GCN)."""
+    return [parse_proposal_block(block, path) for block in proposal_list_blocks(path)]
+
+
+def proposal_list_blocks(path: str) -> List[List[str]]:
+    """The unparsed blocks of an SSN / P-GCN proposal list, one list of non-empty lines per video (cheap: parse
+    the ones you need with :func:`parse_proposal_block`)."""
     with open(path) as handle:
         lines = [line.strip() for line in handle]
     blocks = [[line for line in group if line] for is_header, group in groupby(lines, lambda x: x.startswith("#"))
               if not is_header]
-    return [_parse_proposal_block(block, path) for block in blocks if block]
+    return [block for block in blocks if block]
 
 
 @dataclass
