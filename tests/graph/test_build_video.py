@@ -1,11 +1,13 @@
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch_geometric.data import Batch
 from torchvision.ops import box_iou
 
 from videograph import build_graph
-from videograph.io import VideoReader, write_video
-from videograph.video import IoULinker
+from videograph.io import FrameFolder, VideoReader, write_video
+from videograph.video import IoULinker, default_features
 from videograph.nn.encoders import RoIFeatures
 
 COLOURS = torch.tensor([[230, 40, 40], [40, 200, 60], [50, 80, 230]], dtype=torch.uint8)
@@ -159,3 +161,90 @@ def test_bad_inputs(video_file, options, error, match):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="nowhere.mp4"):
         build_graph("nowhere.mp4", detector=colour_detector)
+
+
+# ---------------------------------------------------------------- ground-truth boxes in place of the detector
+@dataclass
+class Tracks:
+    """A box source (SomethingElseVideo's fields) of the moving squares: 3 tracks in frames numbered 1.."""
+    frames: torch.Tensor
+    boxes: torch.Tensor
+    frame: torch.Tensor
+    identity: torch.Tensor
+
+
+def square_tracks(boxes, drop=()):
+    """The truth boxes [3, T, 4] as a box source, without the (frame, track) pairs in ``drop``."""
+    frame, identity = torch.meshgrid(torch.arange(boxes.size(1)), torch.arange(3), indexing="ij")
+    keep = torch.tensor([(f, k) not in drop for f, k in zip(frame.flatten().tolist(), identity.flatten().tolist())])
+    frame, identity = frame.flatten()[keep], identity.flatten()[keep]
+    return Tracks(torch.arange(1, boxes.size(1) + 1), boxes[identity, frame], frame, identity)
+
+
+@pytest.fixture(scope="module")
+def png_folder(tmp_path_factory):
+    from PIL import Image
+
+    frames, _ = moving_squares()
+    folder = tmp_path_factory.mktemp("png")
+    for f, frame in enumerate(frames):
+        Image.fromarray(frame.numpy()).save(folder / f"{f + 1:05d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("source", ["mp4", "folder", "FrameFolder"])
+def test_ground_truth_tubelets_are_the_tracks(video_file, png_folder, source):
+    path, truth = video_file
+    video = {"mp4": path, "folder": png_folder, "FrameFolder": FrameFolder(png_folder)}[source]
+    tracks = square_tracks(truth, drop={(2, 0), (3, 0), (9, 1)})
+    data = build_graph(video, boxes=tracks, num_clips=2, clip_len=6, progress=False)
+    assert data.num_nodes == 6 and data.frame_index.tolist() == [list(range(6)), list(range(34, 40))]
+    for i in range(data.num_nodes):
+        frames = data.frame_index[int(data.clip[i])]
+        k = int(data.track[i])
+        expected = truth[k, frames]
+        if k == 0 and int(data.clip[i]) == 0:                   # frames 2, 3 take their nearest: 1 and 4
+            expected = truth[0, torch.tensor([0, 1, 1, 4, 4, 5])]
+            assert data.matched[i].tolist() == [True, True, False, False, True, True]
+        else:
+            assert bool(data.matched[i].all())
+        assert torch.equal(data.boxes[i], expected)
+    assert torch.equal(data.score, torch.ones(6))
+    if source != "mp4":                                         # lossless PNGs: features of the very frames
+        frames, _ = moving_squares()
+        where = data.clip[:, None] * 6 + torch.arange(6)           # the node's frames in frame_index.flatten()
+        x = default_features()(frames[data.frame_index.flatten()], data.boxes, where)
+        assert torch.allclose(data.x, x, atol=1e-5)
+
+
+def test_ground_truth_regions_are_every_box(video_file):
+    path, truth = video_file
+    tracks = square_tracks(truth, drop={(5, 2)})
+    data = build_graph(path, kind="regions", boxes=tracks, num_clips=2, clip_len=3, progress=False)
+    frames = data.frame_index.flatten()
+    listed = [(p, k) for p, f in enumerate(frames.tolist()) for k in range(3) if (f, k) != (5, 2)]
+    assert list(zip(data.frame.tolist(), data.track.tolist())) == listed
+    assert torch.equal(data.boxes, truth[data.track, frames[data.frame]])
+
+
+@pytest.mark.parametrize("options,error,match", [
+    (dict(detector=colour_detector), ValueError, "not both"),
+    (dict(top_m=2), ValueError, "'top_m' is for detections"),
+    (dict(linker=IoULinker()), ValueError, "'linker' is for detections"),
+    (dict(kind="regions", mode="dense"), ValueError, "mode"),
+])
+def test_bad_ground_truth_inputs(video_file, options, error, match):
+    path, truth = video_file
+    with pytest.raises(error, match=match):
+        build_graph(path, boxes=square_tracks(truth), progress=False, **options)
+
+
+def test_ground_truth_without_a_box_in_the_sampled_frames(video_file):
+    path, truth = video_file
+    empty = Tracks(torch.tensor([1, 2]), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                   torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="the ground truth has no box in any sampled frame"):
+        build_graph(path, boxes=empty, num_clips=1, clip_len=2, progress=False)
+    with pytest.raises(ValueError, match="frame number 41, but the video has 40 frames"):
+        build_graph(path, boxes=Tracks(torch.tensor([41]), truth[:1, 0], torch.tensor([0]), torch.tensor([0])),
+                    progress=False)

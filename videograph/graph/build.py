@@ -6,7 +6,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from ..data import Proposals, Regions, Tubelets
-from ..io import VideoReader
+from ..io import FrameFolder, VideoReader
 from .edge_type import EdgeType
 from .proposal import proposal_graph
 from .region import region_graph
@@ -69,10 +69,11 @@ def build_graph(video: Union[Video, Sequence[Video]], *, edges: Optional[Iterabl
     * :class:`~videograph.data.Proposals`: P-GCN's ``contextual`` and ``surrounding`` edges, see
       :func:`~videograph.graph.proposal_graph` (options ``theta_ctx``, ``theta_sur``, ``max_contextual``,
       ``max_surrounding``, ``pgcn_official``, ``chunk_size``).
-    * a video file (a path or a :class:`~videograph.io.VideoReader`): sampled clips are decoded, detected and
-      linked into a tubelet or region graph, see :func:`~videograph.video.video_graph` (options ``kind``,
-      ``detector``, ``linker``, ``num_clips``, ``clip_len``, ``top_m``, ``frame_interval``, ``mode``,
-      ``backbone``, ``generator``, ``progress``, ``label``).
+    * a video file (a path or a :class:`~videograph.io.VideoReader`) or a folder of frame images (a path or a
+      :class:`~videograph.io.FrameFolder`): sampled clips are decoded, detected (or read from ground-truth
+      ``boxes``) and linked into a tubelet or region graph, see :func:`~videograph.video.video_graph` (options
+      ``kind``, ``detector``, ``boxes``, ``linker``, ``num_clips``, ``clip_len``, ``top_m``, ``frame_interval``,
+      ``mode``, ``backbone``, ``generator``, ``progress``, ``label``).
 
     Each kind's edges are stored as ``<kind>_edge_index`` with ``<kind>_edge_weight`` or
     ``<kind>_edge_attr``, and merged into ``edge_index``, ``edge_type`` (:class:`EdgeType` values) and
@@ -94,21 +95,20 @@ def build_graph(video: Union[Video, Sequence[Video]], *, edges: Optional[Iterabl
     if isinstance(video, (list, tuple)):
         if len(video) == 0:
             raise ValueError("'video' is an empty list: pass at least one video")
-        kinds = {"video file" if isinstance(v, (str, os.PathLike, VideoReader)) else type(v).__name__
+        kinds = {"video file" if isinstance(v, (str, os.PathLike, VideoReader, FrameFolder)) else type(v).__name__
                  for v in video}
         if len(kinds) > 1:
             raise TypeError(f"'video' mixes kinds {sorted(kinds)}: batch one kind at a time")
         return Batch.from_data_list([build_graph(v, edges=edges, **options) for v in video])
-    if isinstance(video, (str, os.PathLike, VideoReader)):
+    if isinstance(video, (str, os.PathLike, VideoReader, FrameFolder)):
         from ..video.build import video_graph
         if edges is not None:
             raise ValueError("'edges' is not an option for a video file: it builds all of its kind's edges")
         return video_graph(video, **options)
     builder = _BUILDERS.get(type(video))
     if builder is None:
-        raise TypeError(f"'video' must be Tubelets, Regions, Proposals, a video path or a VideoReader (or a list "
-                        f"of them), got "
-                        f"{type(video).__name__}")
+        raise TypeError(f"'video' must be Tubelets, Regions, Proposals, a video path, a VideoReader or a "
+                        f"FrameFolder (or a list of them), got {type(video).__name__}")
     kinds = _check_edges(video, edges)
     try:
         data = builder(video, edges=kinds, **options)
