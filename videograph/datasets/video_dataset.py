@@ -1,11 +1,13 @@
-r"""Graphs of real video files, built lazily: :class:`VideoDataset` over ``(path, label)`` entries, and readers of
-the list formats of Kinetics-400 (CSV), Charades (CSV) and Something-Something v2 (label map + Something-Else
-split JSON, whose per-frame boxes :func:`~videograph.datasets.read_something_else` reads)."""
+r"""Graphs of real videos (files or frame folders), built lazily: :class:`VideoDataset` over ``(path, label)``
+entries, and readers of the list formats of Kinetics-400 (CSV), Charades (CSV) and Something-Something v2 (label
+map + Something-Else split JSON; :func:`~videograph.datasets.read_something_else` reads its per-frame boxes, from
+which :class:`VideoDataset` builds graphs in place of a detector)."""
 import csv
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -97,9 +99,11 @@ def read_charades_csv(path: str, root: str = "", *, ext: str = ".mp4", num_class
 
 def read_ssv2_split(path: str, label_map: str, root: str = "", *, ext: str = ".webm") -> List[VideoEntry]:
     """A Something-Something v2 / Something-Else split (JSON list of ``{"id", "template", "placeholders",
-    ...}``) labelled by the official label map (``template`` without brackets). Files are ``<root>/<id><ext>``;
-    ``info`` holds the template and placeholders (the boxes of Something-Else's ``annotations.json`` are read by
-    :func:`~videograph.datasets.read_something_else` with the same ids)."""
+    ...}``) labelled by the official label map (``template`` without brackets). Files are ``<root>/<id><ext>``
+    (``ext=""`` for folders of frames, such as Something-Else's ``annotated_videos/<id>/``); ``info`` holds the
+    template and placeholders (the boxes of Something-Else's ``annotations.json`` are read by
+    :func:`~videograph.datasets.read_something_else` with the same ids: pass them to :class:`VideoDataset` as
+    ``boxes``)."""
     classes = read_label_map(label_map)
     index = {name: i for i, name in enumerate(classes)}
     with open(path) as handle:
@@ -117,27 +121,59 @@ def read_ssv2_split(path: str, label_map: str, root: str = "", *, ext: str = ".w
 
 
 class VideoDataset(Dataset):
-    r"""Graphs of video files, built when an item is read (:func:`videograph.build_graph` on its path).
+    r"""Graphs of videos, built when an item is read (:func:`videograph.build_graph` on its path: a video file or
+    a folder of frame images, see :class:`~videograph.io.FrameFolder`).
+
+    The boxes come from a ``detector``, or from ground truth: ``boxes`` maps each entry's ``video_id`` to its box
+    source (:func:`~videograph.datasets.read_something_else`'s dict of
+    :class:`~videograph.datasets.SomethingElseVideo`), whose tracks are the tubelets and whose boxes are the
+    regions of the sampled frames (see :func:`~videograph.video.video_graph`).
+
+    .. code-block:: python
+
+        root = "ssv2/something_else"
+        entries = read_ssv2_split(f"{root}/dataset_splits/fewshot/base_validation_set.json",
+                                  "ssv2/mmaction2/sthv2_label_map.txt", f"{root}/annotated_videos", ext="")
+        dataset = VideoDataset(entries, boxes=read_something_else(f"{root}/annotations.json"),
+                               missing_boxes="skip", kind="tubelets", num_clips=2, clip_len=8)
 
     Item ``i`` samples its clips with a :class:`torch.Generator` seeded from ``(seed, epoch, i)`` alone, so it is
     the same in any process and any order (safe in :class:`~torch.utils.data.DataLoader` workers: every item
     opens and closes its own reader); :meth:`set_epoch` draws new clips for training.
 
     Args:
-        entries: :class:`VideoEntry` items, or ``(path, label)`` pairs.
+        entries: :class:`VideoEntry` items, or ``(path, label)`` pairs (whose ``video_id`` is the path).
         detector: the detector (see :func:`~videograph.video.video_graph`).
+        boxes: in place of ``detector``, a mapping from ``video_id`` to the video's ground-truth box source.
+        missing_boxes: what an entry whose ``video_id`` is not in ``boxes`` does: ``"raise"`` (a
+            :class:`ValueError` naming the ids, when the dataset is built) or ``"skip"`` (the entry is left out
+            with a :class:`UserWarning` saying how many; their ids are in :attr:`skipped`). Default ``"raise"``.
         kind: ``"tubelets"`` or ``"regions"``. Default ``"tubelets"``.
         num_classes: for multi-label entries, the size of the multi-hot ``y`` (``[1, num_classes]``).
         seed: root seed of the clip sampler. Default ``0``.
-        **options: passed to :func:`~videograph.build_graph` (``num_clips``, ``clip_len``, ``top_m``,
-            ``frame_interval``, ``mode`` (default ``"segment"``), ``backbone``, ``linker``).
+        **options: passed to :func:`~videograph.build_graph` (``num_clips``, ``clip_len``, ``frame_interval``,
+            ``mode`` (default ``"segment"``), ``backbone``, and with a detector ``top_m`` and ``linker``).
     """
 
-    def __init__(self, entries: Sequence[Union[VideoEntry, Tuple[str, Any]]], *, detector, kind: str = "tubelets",
+    def __init__(self, entries: Sequence[Union[VideoEntry, Tuple[str, Any]]], *, detector=None,
+                 boxes: Optional[Mapping[str, Any]] = None, missing_boxes: str = "raise", kind: str = "tubelets",
                  num_classes: Optional[int] = None, seed: int = 0, **options):
-        if not callable(detector):
-            raise TypeError("'detector' must be a callable (the detector contract of videograph.video)")
-        for bad in ("generator", "progress", "label"):
+        if boxes is None:
+            if not callable(detector):
+                raise TypeError("'detector' must be a callable (the detector contract of videograph.video), "
+                                "or pass ground-truth 'boxes'")
+        else:
+            if detector is not None:
+                raise ValueError("pass 'detector' or 'boxes' (ground truth), not both")
+            if not isinstance(boxes, Mapping):
+                raise TypeError(f"'boxes' must map video ids to box sources (read_something_else's dict), got "
+                                f"{type(boxes).__name__}")
+            for name in ("linker", "top_m"):
+                if name in options:
+                    raise ValueError(f"'{name}' is for detections: ground-truth 'boxes' keep every track and box")
+        if missing_boxes not in ("raise", "skip"):
+            raise ValueError(f"'missing_boxes' must be 'raise' or 'skip', got {missing_boxes!r}")
+        for bad in ("generator", "progress", "label", "detector", "boxes"):
             if bad in options:
                 raise TypeError(f"VideoDataset sets '{bad}' itself")
         self.entries = [e if isinstance(e, VideoEntry) else VideoEntry(os.fspath(e[0]), e[1], os.fspath(e[0]))
@@ -146,6 +182,22 @@ class VideoDataset(Dataset):
             raise ValueError("'entries' is empty")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"'seed' must be a non-negative int, got {seed!r}")
+        #: ids of the entries left out for want of boxes (``missing_boxes="skip"``).
+        self.skipped: List[str] = []
+        self.boxes: Optional[Dict[str, Any]] = None
+        if boxes is not None:
+            self.skipped = [e.video_id for e in self.entries if e.video_id not in boxes]
+            if self.skipped and missing_boxes == "raise":
+                raise ValueError(f"'boxes' has no boxes for {len(self.skipped)} of the {len(self.entries)} videos "
+                                 f"(ids {self.skipped[:5]}{' ...' if len(self.skipped) > 5 else ''}); pass "
+                                 f"missing_boxes='skip' to leave them out")
+            if self.skipped:
+                warnings.warn(f"VideoDataset: {len(self.skipped)} of the {len(self.entries)} videos have no "
+                              f"'boxes' and are left out (see .skipped)", UserWarning, stacklevel=2)
+                self.entries = [e for e in self.entries if e.video_id in boxes]
+                if not self.entries:
+                    raise ValueError("no entry of 'entries' has 'boxes'")
+            self.boxes = {e.video_id: boxes[e.video_id] for e in self.entries}  # only these travel to workers
         self.detector, self.kind, self.num_classes, self.seed = detector, kind, num_classes, seed
         self.options = dict(options)
         self.options.setdefault("mode", "segment")
@@ -180,7 +232,8 @@ class VideoDataset(Dataset):
         entry = self.entries[index]
         state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(2, dtype=np.uint32)
         generator = torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
-        data = build_graph(entry.path, kind=self.kind, detector=self.detector, generator=generator, progress=False,
+        source = {"detector": self.detector} if self.boxes is None else {"boxes": self.boxes[entry.video_id]}
+        data = build_graph(entry.path, kind=self.kind, generator=generator, progress=False, **source,
                            **self.options)
         y = self._label(entry.label)
         if y is not None:
