@@ -14,7 +14,7 @@ draw exactly what one process draws on the union of their videos.
 * :func:`split_videos`: a :func:`~videograph.models.pgcn_train.proposal_batch` as per-video graphs.
 """
 import copy
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
