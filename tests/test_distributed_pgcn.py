@@ -12,7 +12,7 @@ from videograph.distributed import GlobalLoss
 from videograph.launch import build_model, cast_graphs, spawn_worker, synthetic_graphs, train
 from videograph.launch_pgcn import check_graphs
 from videograph.models.pgcn_loss import global_pgcn_loss, pgcn_loss
-from videograph.models.pgcn_sample import KeyedSampleCollate, merge_samples, sample_video
+from videograph.models.pgcn_sample import KeyedSampleCollate, sample_videos
 
 BATCH, STEPS, RANKS, VIDEOS, SEED = 4, 3, 2, 13, 3
 
@@ -91,16 +91,17 @@ def test_a_videos_draws_do_not_depend_on_its_batch(graphs, epoch):
     assert not torch.equal(other([graphs[0]]).x, collate([graphs[0]]).x)       # a new epoch, new draws
 
 
-def test_hop_major_merge_matches_the_untrimmed_graph(graphs):
-    samples = [sample_video(graphs[i], seed=0, epoch=0) for i in range(4)]
-    merged = merge_samples(samples)
-    assert merged.num_sampled_nodes == [sum(s.num_sampled_nodes[h] for s in samples) for h in range(3)]
-    assert merged.num_sampled_edges == [sum(s.num_sampled_edges[h] for s in samples) for h in range(2)]
-    assert merged.num_nodes == sum(s.num_nodes for s in samples) == merged.x.size(0)
-    # the seeds come first, video by video, as in each sample
+def test_hop_major_layout_matches_the_untrimmed_graph(graphs):
+    alone = [sample_videos([graphs[i]], seed=0, epoch=0) for i in range(4)]
+    merged = sample_videos(graphs[:4], seed=0, epoch=0)
+    assert merged.num_sampled_nodes == [sum(s.num_sampled_nodes[h] for s in alone) for h in range(3)]
+    assert merged.num_sampled_edges == [sum(s.num_sampled_edges[h] for s in alone) for h in range(2)]
+    assert merged.num_nodes == sum(s.num_nodes for s in alone) == merged.x.size(0)
+    # the seeds come first, video by video, as each video's own sample has them
     size = int(merged.batch_size)
-    torch.testing.assert_close(merged.x[:size], torch.cat([s.x[:s.batch_size] for s in samples]))
-    # trimmed layer by layer (hop-major) or computed on the whole merged graph: the same seed outputs
+    assert torch.equal(merged.x[:size], torch.cat([s.x[:s.batch_size] for s in alone]))
+    assert torch.equal(merged.kind[:size], torch.cat([s.kind[:s.batch_size] for s in alone]))
+    # trimmed layer by layer (hop by hop) or computed on the whole sampled graph: the same seed outputs
     model = build_model("pgcn", graphs[0], 6, 0).double().eval()
     trimmed = model(merged)
     full = merged.clone()
@@ -149,11 +150,11 @@ def test_bad_inputs(graphs):
     with pytest.raises(ValueError, match="quotas"):
         KeyedSampleCollate(0, quotas={"temporal_ctx": 3})
     with pytest.raises(ValueError, match="empty"):
-        merge_samples([])
+        sample_videos([], seed=0, epoch=0)
     bare = graphs[0].clone()
     del bare.video_id
     with pytest.raises(ValueError, match="video_id"):
-        sample_video(bare, seed=0, epoch=0)
+        sample_videos([graphs[1], bare], seed=0, epoch=0)
     twice = [graphs[0], graphs[1].clone()]
     twice[1].video_id = graphs[0].video_id.clone()
     with pytest.raises(ValueError, match="distinct"):
