@@ -159,3 +159,17 @@ def test_bad_inputs(graphs):
     twice[1].video_id = graphs[0].video_id.clone()
     with pytest.raises(ValueError, match="distinct"):
         check_graphs(twice)
+
+
+def test_fit_pgcn_draws_what_train_draws(graphs, tmp_path):
+    # fit_pgcn's one-replica order and keyed collate: one epoch of batches of 4 equals `train` in one process
+    from torch_geometric.data import Batch
+    from videograph.models.pgcn_train import PGCNTrainConfig, fit_pgcn
+
+    train("pgcn", graphs=graphs, epochs=1, batch_size=4, dtype="float64", seed=2, out=str(tmp_path), num_classes=6,
+          progress=False)
+    launched = torch.load(tmp_path / "model.pt", weights_only=True)
+    model = build_model("pgcn", graphs[0], 6, 2).double()
+    fit_pgcn(model, Batch.from_data_list(graphs), PGCNTrainConfig(epochs=1, videos_per_batch=4, lr=1e-2,
+                                                                  weight_decay=0.0, seed=2))
+    assert max(float((model.state_dict()[k] - launched[k]).abs().max()) for k in launched) <= 1e-10
