@@ -16,7 +16,6 @@ import copy
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
-from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
 
