@@ -81,7 +81,11 @@ class GlobalLoss(nn.Module):
 
     :math:`K` the world size, so DDP's average of the ranks' gradients is the gradient of the mean loss over the
     global batch, whatever the ranks' batch sizes. A model with ``loss_sum(batch) -> (sum, count, scores)`` defines
-    its own per-sample sum; otherwise the cross-entropy of ``model(batch)`` against ``batch.y`` is summed.
+    its own per-sample sum; otherwise the cross-entropy of ``model(batch)`` against ``batch.y`` is summed. A
+    model whose loss has several parts, each over its own count (P-GCN), defines ``loss_share(batch) -> (share,
+    correct, count)`` instead: ``share`` is the rank's part of the global loss (each part's rank sum over its
+    all-reduced count, so the shares add up to the loss of the global batch), and :math:`\mathcal{L} = K \cdot`
+    ``share``.
     """
 
     def __init__(self, model: nn.Module):
@@ -89,6 +93,9 @@ class GlobalLoss(nn.Module):
         self.model = model
 
     def forward(self, batch) -> StepOutput:
+        if hasattr(self.model, "loss_share"):
+            share, correct, count = self.model.loss_share(batch)
+            return StepOutput(share * world()[1], correct, torch.as_tensor(count).detach())
         y = batch.y.view(-1)
         if hasattr(self.model, "loss_sum"):
             total, count, scores = self.model.loss_sum(batch)

@@ -3,6 +3,7 @@ nccl on CUDA), with DDP. See docs/scale.md.
 
     python -m videograph train --model strg --data synthetic --epochs 2 --batch-size 16 --out results/train
     torchrun --nproc-per-node=2 -m videograph train --model strg --data synthetic --epochs 2 --batch-size 8
+    torchrun --nproc-per-node=2 -m videograph train --model pgcn --data synthetic --epochs 2 --batch-size 4
 
 Every rank builds the same data (a seeded synthetic set, or a :class:`~videograph.datasets.GraphStore` folder),
 the same initial model (seeded; DDP also broadcasts rank 0's parameters), and reads its share of each epoch from
@@ -28,11 +29,15 @@ from .distributed import GlobalLoss, all_reduce_sum, init_from_env, world
 __all__ = ["MODELS", "synthetic_graphs", "build_model", "cast_graphs", "train", "spawn_worker", "register"]
 
 #: Models the command trains.
-MODELS = ("strg",)
+MODELS = ("strg", "pgcn")
 
 
 def synthetic_graphs(model: str, num_videos: int, seed: int) -> List:
-    """The seeded synthetic training graphs of ``model`` (region graphs with frozen small-CNN features for STRG)."""
+    """The seeded synthetic training graphs of ``model`` (region graphs with frozen small-CNN features for STRG,
+    per-video proposal graphs of synthetic untrimmed videos for P-GCN: :mod:`videograph.launch_pgcn`)."""
+    if model == "pgcn":
+        from .launch_pgcn import synthetic_graphs as pgcn_graphs
+        return pgcn_graphs(num_videos, seed)
     from .ablations.musle import prepare_videos
     from .datasets import SyntheticInteractions
     from .nn.encoders import RoIFeatures
@@ -60,6 +65,9 @@ def build_model(model: str, example, num_classes: int, seed: int) -> nn.Module:
     """A freshly initialised model for graphs like ``example`` (seeded: the same on every rank)."""
     if model not in MODELS:
         raise ValueError(f"'model' must be one of {MODELS}, got {model!r}")
+    if model == "pgcn":
+        from . import launch_pgcn
+        return launch_pgcn.build_model(example, num_classes, seed)
     from .models import STRG
     torch.manual_seed(seed)
     global_channels = example.global_x.size(-1) if "global_x" in example else 0
@@ -90,6 +98,12 @@ def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int]
             from .datasets import GraphStore
             graphs = GraphStore(data, progress=False)
     graphs = cast_graphs([graphs[i] for i in range(len(graphs))], getattr(torch, dtype))
+    collate = None                                      # P-GCN: per-video draws keyed on (seed, epoch, video id)
+    if model == "pgcn":
+        from . import launch_pgcn
+        launch_pgcn.check_graphs(graphs)
+        collate = launch_pgcn.collate(seed)
+        num_classes = launch_pgcn.num_classes(graphs) if num_classes is None else num_classes
     if num_classes is None:
         num_classes = int(max(int(g.y.max()) for g in graphs)) + 1
     net = build_model(model, graphs[0], num_classes, seed).to(getattr(torch, dtype))
@@ -98,12 +112,15 @@ def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int]
         step_module = nn.parallel.DistributedDataParallel(step_module)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     sampler = DistributedSampler(graphs, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    loader = DataLoader(graphs, batch_size=batch_size, sampler=sampler)
+    loader = DataLoader(graphs, batch_size=batch_size, sampler=sampler) if collate is None else \
+        torch.utils.data.DataLoader(graphs, batch_size=batch_size, sampler=sampler, collate_fn=collate)
     total_epochs = epochs if epochs is not None else -(-steps // max(len(loader), 1))
     bar = tqdm(total=steps or total_epochs * len(loader), disable=not progress or rank != 0, desc=f"train {model}")
     done, metrics, start = 0, {}, time.perf_counter()
     for epoch in range(total_epochs):
         sampler.set_epoch(epoch)
+        if collate is not None:
+            collate.set_epoch(epoch)
         net.train()
         sums = torch.zeros(3, dtype=torch.float64)        # loss * count, correct, count (this rank)
         for batch in loader:

@@ -2,6 +2,7 @@ r"""P-GCN's localisation model (Zeng et al., ICCV 2019, sec. 3.4, eq. 5-10): two
 their heads."""
 from typing import Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ..nn.conv import PGCN
@@ -98,6 +99,24 @@ class PGCNLocalizer(nn.Module):
         h2 = nn.functional.dropout(h2, self.dropout, self.training)
         regression = self.regression(h2).view(-1, self.num_classes, 2)
         return self.activity(h1), self.completeness(h2), regression
+
+    def loss_share(self, batch) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""This rank's share of the P-GCN loss over the global batch, for
+        :class:`~videograph.distributed.GlobalLoss`: ``(share, correct, count)``, with ``share``
+        :func:`~videograph.models.pgcn_loss.global_pgcn_loss` of a sampled mini-batch
+        (:class:`~videograph.models.pgcn_sample.KeyedSampleCollate`; every loss over its all-reduced term count),
+        ``correct`` / ``count`` the rank's activity seeds (foreground and background) classified right / in all."""
+        from .pgcn_loss import global_pgcn_loss
+        from .pgcn_targets import BACKGROUND, FOREGROUND
+
+        size = int(batch.batch_size)
+        outputs = self(batch)
+        kind, label = batch.kind[:size], batch.label[:size]
+        share, _ = global_pgcn_loss(outputs, kind, label, batch.reg_target[:size], batch.batch[:size])
+        scored = (kind == FOREGROUND) | (kind == BACKGROUND)
+        target = torch.where(kind == FOREGROUND, label, 0)
+        correct = ((outputs[0].detach().argmax(-1) == target) & scored).sum()
+        return share, correct, scored.sum()
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, num_classes={self.num_classes}, "

@@ -3,9 +3,10 @@ r"""Training P-GCN on sampled neighbourhoods and localising actions with it (P-G
 * :func:`proposal_batch`: every video's proposal graph (``build_graph``) with its training targets, as one
   :class:`~torch_geometric.data.Batch`.
 * :func:`fit_pgcn`: per epoch and video, fg : incomplete : bg = 1 : 6 : 1 proposals drawn
-  (:func:`~videograph.models.pgcn_targets.sample_proposals`) as the seeds of a
-  :class:`~videograph.sampler.NeighborLoader` (``N_s = 4`` per layer, from at most 8 contextual and 2 surrounding
-  candidates); ``videos_per_batch`` videos form one mini-batch.
+  (:func:`~videograph.models.pgcn_targets.sample_proposals`) as the seeds of a GraphSAGE neighbour sample
+  (``N_s = 4`` per layer, from at most 8 contextual and 2 surrounding candidates), both from a generator keyed
+  on ``(seed, epoch, video id)`` (:mod:`~videograph.models.pgcn_sample`); ``videos_per_batch`` videos of a
+  seeded shuffle form one mini-batch.
 * :func:`detect`: full neighbourhoods (no sampling), score = softmax(activity)[1:] × exp(completeness), top-k
   (proposal, class) pairs per video, per-class NMS, regression applied to the kept detections.
 * :func:`to_activitynet`: detections as an ActivityNet results dict (``{"results": {video: [...]}}``).
@@ -19,11 +20,11 @@ from torch_geometric.data import Batch
 from tqdm import tqdm
 
 from ..data import Proposals
-from ..graph import EdgeType, build_graph
-from ..sampler import NeighborLoader
+from ..graph import build_graph
 from .pgcn import PGCNLocalizer
 from .pgcn_loss import pgcn_loss
-from .pgcn_targets import RegressionStats, decode_regression, proposal_targets, sample_proposals
+from .pgcn_sample import KeyedSampleCollate, split_videos
+from .pgcn_targets import RegressionStats, decode_regression, proposal_targets
 
 __all__ = ["PGCNTrainConfig", "proposal_batch", "fit_pgcn", "detect", "Detections", "to_activitynet"]
 
@@ -41,7 +42,8 @@ class PGCNTrainConfig:
         num_neighbors: neighbours drawn per node and layer (:math:`N_s`). (default: :obj:`(4, 4)`)
         quotas: candidates per edge kind before the draw (the reference code's 8 contextual, 2 surrounding).
         ratio: fg, incomplete and bg proposals drawn per video. (default: :obj:`(1, 6, 1)`)
-        seed: seeds the proposal and neighbour draws and the video order. (default: :obj:`0`)
+        seed: keys the proposal and neighbour draws of every (epoch, video) and seeds the video order (that of
+            :class:`~torch.utils.data.DistributedSampler` with one replica). (default: :obj:`0`)
         progress: show a tqdm bar. (default: :obj:`False`)
     """
     epochs: int = 30
@@ -74,7 +76,8 @@ def proposal_batch(videos: Sequence[Proposals], ground_truth: Optional[Sequence[
     With ``ground_truth`` (per video ``(segments [G, 2], labels [G])``, classes ``1 … K``) the nodes get
     ``category``, ``label`` and ``reg_target`` (:func:`~videograph.models.pgcn_targets.proposal_targets`,
     regression normalised by ``stats``, fitted on these videos when :obj:`None`; the batch keeps it as
-    ``batch.stats``), for :func:`fit_pgcn`.
+    ``batch.stats``), for :func:`fit_pgcn`. Every graph gets ``video_id`` (``long [1]``: its position in
+    ``videos``), the stable id that keys its training draws.
     """
     if len(videos) == 0:
         raise ValueError("'videos' is empty")
@@ -96,6 +99,7 @@ def proposal_batch(videos: Sequence[Proposals], ground_truth: Optional[Sequence[
                 if key in data:
                     del data[key]
         data.duration = torch.tensor([video.duration])
+        data.video_id = torch.tensor([i])
         graphs.append(data)
     batch = Batch.from_data_list(graphs)
     if ground_truth is not None:
@@ -104,55 +108,48 @@ def proposal_batch(videos: Sequence[Proposals], ground_truth: Optional[Sequence[
         gt_batch = torch.cat([torch.full((len(l),), i, dtype=torch.long) for i, (_, l) in enumerate(ground_truth)])
         targets = proposal_targets(batch.segments, batch.batch, gt_segments, gt_labels, gt_batch, batch.duration)
         stats = RegressionStats.fit(targets) if stats is None else stats
-        batch.category, batch.label = targets.category, targets.label
-        batch.reg_target = stats.normalise(targets.regression)
+        # Set per graph and batched again, so that the batch splits back into graphs with their targets.
+        sizes = batch.ptr.diff().tolist()
+        parts = zip(targets.category.split(sizes), targets.label.split(sizes),
+                    stats.normalise(targets.regression).split(sizes))
+        for data, (category, label, reg_target) in zip(graphs, parts):
+            data.category, data.label, data.reg_target = category, label, reg_target
+        batch = Batch.from_data_list(graphs)
         batch.stats = stats
     return batch
 
 
-class _SeedBatches:
-    """The batch sampler of :func:`fit_pgcn`: every epoch, fresh fg / incomplete / bg draws, shuffled videos, and
-    ``videos_per_batch`` videos' draws per mini-batch (node ids of the training batch)."""
-
-    def __init__(self, data: Batch, config: PGCNTrainConfig, generator: torch.Generator):
-        self.data, self.config, self.generator = data, config, generator
-        self.num_videos = int(data.num_graphs)
-
-    def __len__(self) -> int:
-        return -(-self.num_videos // self.config.videos_per_batch)
-
-    def __iter__(self):
-        index, _ = sample_proposals(self.data.category, self.data.batch, self.num_videos, ratio=self.config.ratio,
-                                    generator=self.generator)
-        per_video = index.view(self.num_videos, -1)
-        order = torch.randperm(self.num_videos, generator=self.generator)
-        for chunk in order.split(self.config.videos_per_batch):
-            yield per_video[chunk].reshape(-1).tolist()
-
-
 def fit_pgcn(model: PGCNLocalizer, data: Batch, config: Optional[PGCNTrainConfig] = None) -> List[float]:
-    r"""Trains ``model`` on ``data`` (:func:`proposal_batch` with ground truth) through a
-    :class:`~videograph.sampler.NeighborLoader`; returns the mean loss of every epoch."""
+    r"""Trains ``model`` on ``data`` (:func:`proposal_batch` with ground truth): every epoch the videos in a
+    seeded shuffle, ``videos_per_batch`` a mini-batch, each video's seeds and neighbourhoods drawn by
+    :class:`~videograph.models.pgcn_sample.KeyedSampleCollate`; returns the mean loss of every epoch."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
     config = PGCNTrainConfig() if config is None else config
     for key in ("category", "label", "reg_target"):
         if key not in data:
             raise ValueError(f"'data' has no '{key}': build it with proposal_batch(videos, ground_truth)")
-    generator = torch.Generator().manual_seed(config.seed)
-    kinds = {int(EdgeType[kind.upper()]): quota for kind, quota in config.quotas.items()}
-    loader = NeighborLoader(data, list(config.num_neighbors), edge_types=kinds,
-                            batch_sampler=_SeedBatches(data, config, generator), generator=generator)
+    videos = split_videos(data)
+    if "video_id" not in data:
+        for i, video in enumerate(videos):
+            video.video_id = torch.tensor([i])
+    collate = KeyedSampleCollate(config.seed, config.num_neighbors, config.quotas, config.ratio)
+    order = DistributedSampler(videos, num_replicas=1, rank=0, shuffle=True, seed=config.seed)
+    loader = DataLoader(videos, batch_size=config.videos_per_batch, sampler=order, collate_fn=collate)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, 0.1) if config.lr_step else None
     history = []
     model.train()
     bar = tqdm(range(config.epochs), desc="P-GCN", disable=not config.progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
+        order.set_epoch(epoch)
+        collate.set_epoch(epoch)
         total, steps = 0.0, 0
         for batch in loader:
             size = int(batch.batch_size)
-            kind = batch.category[:size]        # a fall-back seed is a foreground proposal: its own category
             outputs = model(batch)
-            loss, _ = pgcn_loss(outputs, kind, batch.label[:size], batch.reg_target[:size], batch.batch[:size])
+            loss, _ = pgcn_loss(outputs, batch.kind[:size], batch.label[:size], batch.reg_target[:size],
+                                batch.batch[:size])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
