@@ -257,7 +257,7 @@ def _dropout_prefix(x: Tensor, p: float, training: bool, rows: int) -> Tensor:
     if not training or p == 0.0:
         return x
     shape = (rows,) + tuple(x.shape[1:])
-    if x.device.type != "cpu" or not _fast_dropout_is_exact():
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _fast_dropout_is_exact():
         return x * F.dropout(x.new_ones(shape), p, True)[:x.size(0)]
     keep = torch.rand(shape, dtype=torch.float64)[:x.size(0)] < 1.0 - p
     return x * keep.to(x.dtype).div_(1.0 - p)
