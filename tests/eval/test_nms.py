@@ -112,12 +112,16 @@ def test_bad_input(bad, match):
 
 
 @pytest.mark.parametrize("sigma, iou_threshold, score_threshold, top_k", [
-    (0.5, 0.0, 0.001, None), (0.4, 0.0, 0.0, 10), (0.5, 0.3, 0.05, 5), (0.1, 0.0, 0.2, None)])
-@pytest.mark.parametrize("seed", range(2))
-def test_soft_nms_matches_loop(sigma, iou_threshold, score_threshold, top_k, seed):
+    (0.5, 0.0, 0.001, None), (0.4, 0.0, 0.0, 10), (0.5, 0.3, 0.05, 5), (0.1, 0.0, 0.2, None),
+    (1e-4, 0.0, 0.0, None),     # decays underflow to 0: selected segments (-inf) must not turn into nan
+    (0.5, 0.9, 0.001, None)])
+@pytest.mark.parametrize("seed, integer", [(0, False), (1, False), (2, True)])
+def test_soft_nms_matches_loop(sigma, iou_threshold, score_threshold, top_k, seed, integer):
     generator = torch.Generator().manual_seed(seed)
     n = 150
     segments, scores = random_segments(n, generator, levels=20)
+    if integer:  # equal starts and ends, touching and zero-length segments
+        segments = segments.round()
     classes = torch.randint(0, 3, (n,), generator=generator)
     batch = torch.randint(0, 2, (n,), generator=generator)
     index, new_scores = soft_nms(segments, scores, sigma=sigma, iou_threshold=iou_threshold,

@@ -62,6 +62,16 @@ def _stable_argsort_int(key: Tensor) -> Tensor:
     return torch.sort(key, stable=True).indices
 
 
+def _argsort_descending(values: np.ndarray) -> np.ndarray:
+    """Stable argsort by decreasing value (ties by index): NumPy's quicksort when no two values tie (then every
+    order is the stable one), else its stable sort."""
+    order = np.argsort(-values)
+    ordered = values[order]
+    if bool((ordered[1:] == ordered[:-1]).any()):
+        order = np.argsort(-values, kind="stable")
+    return order
+
+
 def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tensor]
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Items sorted by (group, decreasing score, index); returns that order, each sorted item's group (0, 1, ...
@@ -72,7 +82,10 @@ def _group_order(scores: Tensor, classes: Optional[Tensor], batch: Optional[Tens
         key = batch.long()
     if classes is not None:
         key = key * (int(classes.max()) + 1 if n else 1) + classes.long()
-    by_score = torch.sort(scores, descending=True, stable=True).indices
+    if scores.device.type == "cpu":
+        by_score = torch.from_numpy(_argsort_descending(scores.detach().numpy()))
+    else:
+        by_score = torch.sort(scores, descending=True, stable=True).indices
     order = by_score.index_select(0, _stable_argsort_int(key.index_select(0, by_score)))
     sorted_key = key.index_select(0, order)
     group = torch.zeros(n, dtype=torch.long, device=scores.device)
@@ -207,6 +220,81 @@ def temporal_nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, clas
     return by_score[flags.index_select(0, by_score)]
 
 
+def _decay_windows(start: np.ndarray, end: np.ndarray, group: np.ndarray, ptr: np.ndarray, iou_threshold: float
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every row (sorted by group), the range ``[lo, hi)`` of positions in (group, start) order (returned
+    too) of the rows of its group that may have a tIoU above the threshold with it. Necessary conditions:
+    ``tIoU(a, b) <= (end_a - start_b) / len_a`` for ``b`` starting after ``a``, and ``<= 1 - (start_a - start_b)
+    / len_b`` for ``b`` starting before, with ``len_b`` at most the group's longest; the bounds are loosened by
+    far more than rounding. Sorts and binary searches (of nearly sorted queries), no ``M x M`` matrix."""
+    n = start.size
+    by_value = np.argsort(start)                        # any order of equal starts gives the same windows
+    ordered = start[by_value]
+    # (group, start) as exact int64 keys: a value's position among all starts (the first of its equals) orders it
+    first = np.arange(n)
+    first[1:][ordered[1:] == ordered[:-1]] = 0
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_value] = np.maximum.accumulate(first)
+    length = end - start
+    longest = np.maximum.reduceat(length, ptr)[group]
+    threshold = min(max(iou_threshold, 0.0), 1.0)      # decays at a tIoU of at most 0 multiply by exactly 1
+    slack = 1e-9 * (np.abs(start) + np.abs(end) + length + longest)
+    bounds = np.empty((2, n), dtype=np.int64)
+    for row, bound in enumerate((start - (1.0 - threshold) * longest - slack,
+                                 np.maximum(end - threshold * length + slack, start))):
+        bounds[row, by_value] = np.searchsorted(ordered, bound[by_value], "left")    # queries in start order
+    by_start = by_value[_radix_argsort(group[by_value])]                    # (group, start) order
+    base = group[by_start] * (n + 1)
+    key = base + rank[by_start]
+    lo, hi = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    lo[by_start] = np.searchsorted(key, base + bounds[0, by_start], "left")   # queries in (group, start) order
+    hi[by_start] = np.searchsorted(key, base + bounds[1, by_start], "left")
+    return lo, np.maximum(hi, lo), by_start
+
+
+def _soft_block(seg: np.ndarray, score: np.ndarray, index: np.ndarray, valid: np.ndarray, windows: tuple,
+                steps: int, sigma: float, iou_threshold: float, score_threshold: float, selected_at: np.ndarray,
+                new_score: np.ndarray) -> None:
+    """Soft-NMS steps of one ``[G, M]`` block of groups (rows of ``index``, rank order). A step selects every
+    row's maximum and decays only the segments in the selected ones' windows (:func:`_decay_windows`): the
+    block is read once per step (``argmax``), the decay costs the windows' sizes."""
+    lo, hi, start_s, end_s, slot_s = windows
+    m = index.shape[1]
+    current = np.where(valid, score[index], -np.inf)
+    current[~(current >= score_threshold)] = -np.inf
+    active = np.arange(index.shape[0])                          # rows with something left to select
+    for step in range(steps):
+        arg = current.argmax(1)                                 # first maximum: the earliest in the order
+        best = current[np.arange(active.size), arg]
+        live = np.flatnonzero(best > -np.inf)
+        if not live.size:
+            break
+        arg = arg[live]
+        chosen = index[active[live], arg]
+        selected_at[chosen] = step
+        new_score[chosen] = best[live]
+        flat = current.reshape(-1)
+        flat[live * m + arg] = -np.inf
+        count = hi[chosen] - lo[chosen]
+        total = int(count.sum())
+        offset = np.cumsum(count) - count
+        where = np.arange(total) + np.repeat(lo[chosen] - offset, count)        # (group, start) positions
+        s0, e0 = np.repeat(seg[chosen, 0], count), np.repeat(seg[chosen, 1], count)
+        st, en = start_s[where], end_s[where]
+        # the expressions of the reference loop, so that every decay is the same float
+        inter = np.clip(np.minimum(e0, en) - np.maximum(s0, st), 0, None)
+        union = (e0 - s0) + (en - st) - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        hit = np.flatnonzero(iou > iou_threshold)
+        target = np.repeat(live * m, count)[hit] + slot_s[where[hit]]
+        with np.errstate(invalid="ignore"):                   # -inf (selected) times a decay that underflowed
+            value = flat[target] * np.exp(-iou[hit] ** 2 / sigma)
+        value[~(value >= score_threshold)] = -np.inf            # below the threshold, or already selected
+        flat[target] = value
+        if live.size < 0.75 * active.size:                    # drop the finished groups from the block
+            active, current = active[live], current[live]
+
+
 def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_threshold: float = 0.0,
              score_threshold: float = 0.001, top_k: Optional[int] = None, classes: Optional[Tensor] = None,
              batch: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -224,7 +312,10 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     ``iou_threshold`` of its own, not provided here).
 
     Ties: equal current scores select the segment that comes first in (decreasing input score, index) order.
-    All groups advance together: one step selects one segment in every group (a ``[G, M]`` block).
+    All groups advance together: one step selects one segment in every group (an ``argmax`` over a ``[G, M]``
+    block) and decays only the segments of its group that can overlap it, a window of the group in start order
+    found once by binary search (segments starting less than the group's longest length before it, or before
+    its end), with the reference loop's expressions, so the decayed scores are the same floats.
 
     Args:
         segments: ``[N, 2]`` ``(start, end)`` with ``start <= end``.
@@ -257,6 +348,10 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
     ptr = np.cumsum(sizes) - sizes
     selected_at = np.full(n, -1, dtype=np.int64)
     new_score = np.zeros(n, dtype=np.float64)
+    rows = group.cpu().numpy()
+    start, end = np.ascontiguousarray(seg[:, 0]), np.ascontiguousarray(seg[:, 1])
+    lo, hi, by_start = _decay_windows(start, end, rows, ptr, float(iou_threshold))
+    windows = (lo, hi, start[by_start], end[by_start], by_start - ptr[rows[by_start]])
     padded = np.ones_like(sizes)
     padded[sizes > 1] = 2 ** np.ceil(np.log2(sizes[sizes > 1])).astype(np.int64)
     for m in np.unique(padded).tolist():
@@ -264,37 +359,17 @@ def soft_nms(segments: Tensor, scores: Tensor, *, sigma: float = 0.5, iou_thresh
         chunk = max(1, _BLOCK_ELEMENTS // m)
         for first in range(0, groups.size, chunk):
             part = groups[first:first + chunk]
-            slot = np.arange(m)
+            width = int(sizes[part].max())
+            slot = np.arange(width)
             valid = slot[None, :] < sizes[part, None]
             index = np.minimum(ptr[part, None] + slot[None, :], n - 1)             # [G, M]
-            start, end = seg[index, 0], seg[index, 1]
-            current = np.where(valid, score[index], -np.inf)
-            active = np.arange(part.size)                       # rows with something left to select
-            for step in range(m if top_k is None else min(m, top_k)):
-                current[current < score_threshold] = -np.inf
-                arg = current.argmax(1)                         # first maximum: the earliest in the order
-                rows = np.arange(active.size)
-                best = current[rows, arg]
-                live = best > -np.inf
-                if not live.any():
-                    break
-                chosen = index[active, arg]
-                selected_at[chosen[live]] = step
-                new_score[chosen[live]] = best[live]
-                current[rows, arg] = -np.inf
-                s0, e0 = start[active, arg][:, None], end[active, arg][:, None]
-                st, en = start[active], end[active]
-                inter = np.clip(np.minimum(e0, en) - np.maximum(s0, st), 0, None)
-                union = (e0 - s0) + (en - st) - inter
-                iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-                hit = (iou > iou_threshold) & live[:, None]
-                current[hit] *= np.exp(-iou[hit] ** 2 / sigma)
-                if live.sum() < 0.75 * active.size:           # drop the finished groups from the block
-                    active, current = active[live], current[live]
+            steps = width if top_k is None else min(width, top_k)
+            _soft_block(seg, score, index, valid, windows, steps, float(sigma), float(iou_threshold),
+                        float(score_threshold), selected_at, new_score)
     chosen = np.flatnonzero(selected_at >= 0)
     # decreasing decayed score; ties by selection step, then position in the (group, score, index) order
-    chosen = chosen[np.argsort(selected_at[chosen], kind="stable")]
-    chosen = chosen[np.argsort(-new_score[chosen], kind="stable")]
+    chosen = chosen[_radix_argsort(selected_at[chosen])]
+    chosen = chosen[_argsort_descending(new_score[chosen])]
     chosen_t = torch.from_numpy(chosen).to(device)
     return order[chosen_t], torch.from_numpy(new_score[chosen]).to(device=device, dtype=scores.dtype)
 

@@ -27,17 +27,19 @@ _BUILDERS = {Tubelets: tubelet_graph, Regions: region_graph, Proposals: proposal
 
 def _merge_edges(data: Data, kinds: Sequence[str]) -> Data:
     """Concatenates the ``<kind>_edge_*`` sets into ``edge_index``, ``edge_type``, ``edge_weight``."""
-    indices, types, weights, attrs = [], [], [], []
+    indices, weights, attrs = [], [], []
     for kind in kinds:
         index = data[f"{kind}_edge_index"]
         indices.append(index)
-        types.append(torch.full((index.size(1),), int(EdgeType[kind.upper()]), dtype=torch.long,
-                                device=index.device))
         weight = data.get(f"{kind}_edge_weight")
         weights.append(weight if weight is not None else torch.ones(index.size(1), device=index.device))
         attrs.append(data.get(f"{kind}_edge_attr"))
     data.edge_index = torch.cat(indices, dim=1)
-    data.edge_type = torch.cat(types)
+    data.edge_type = torch.empty(data.edge_index.size(1), dtype=torch.long, device=data.edge_index.device)
+    offset = 0
+    for kind, index in zip(kinds, indices):  # one allocation, each value written once
+        data.edge_type[offset:offset + index.size(1)] = int(EdgeType[kind.upper()])
+        offset += index.size(1)
     data.edge_weight = torch.cat(weights)
     if all(attr is not None for attr in attrs) and len({attr.size(-1) for attr in attrs}) == 1:
         data.edge_attr = torch.cat(attrs)

@@ -164,6 +164,40 @@ def test_pgcn_trimmed_forward_equals_untrimmed_on_seeds():
             torch.testing.assert_close(trimmed, full[:keep])
 
 
+def test_pgcn_trimmed_training_forward_draws_the_untrimmed_dropout():
+    # two layers: one dropout, over the first layer's output, whose rows are all the nodes either way
+    x, edge_index, edge_weight = _graph(num_nodes=40, num_edges=200, num_features=6)
+    data = Data(x=x, edge_index=edge_index, edge_weight=edge_weight)
+    model = PGCN(6, 8, num_layers=2, dropout=0.5).double().train()
+    loader = NodeLoader(data, node_sampler=NeighborSampler(data, [3, 3], generator=torch.Generator().manual_seed(4)),
+                        batch_size=10)
+    for mb in loader:
+        torch.manual_seed(1)
+        full = model(mb.x, mb.edge_index, mb.edge_weight)
+        after = torch.rand(3)
+        torch.manual_seed(1)
+        trimmed = model(mb.x, mb.edge_index, mb.edge_weight, mb.num_sampled_nodes, mb.num_sampled_edges)
+        torch.testing.assert_close(trimmed, full[:mb.batch_size], rtol=0, atol=0)
+        assert torch.equal(torch.rand(3), after)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("p, dtype", [(0.5, torch.float32), (0.3, torch.float64)])
+def test_dropout_prefix_is_the_prefix_of_f_dropout(monkeypatch, fast, p, dtype):
+    from videograph.nn.conv import pgcn_conv
+    if fast and not pgcn_conv._fast_dropout_is_exact():
+        pytest.skip("this PyTorch build's bernoulli kernel is not the serial one")
+    monkeypatch.setattr(pgcn_conv, "_EXACT_FAST_DROPOUT", fast)
+    full = torch.randn(11, 5, dtype=dtype)
+    torch.manual_seed(3)
+    expected = torch.nn.functional.dropout(full, p, True)[:7]
+    state = torch.get_rng_state()
+    torch.manual_seed(3)
+    got = pgcn_conv._dropout_prefix(full[:7], p, True, 11)
+    assert torch.equal(got, expected) and torch.equal(torch.get_rng_state(), state)
+    torch.testing.assert_close(pgcn_conv._dropout_prefix(full[:7], p, False, 11), full[:7])
+
+
 def test_pgcn_bad_arguments():
     with pytest.raises(ValueError, match="num_layers"):
         PGCN(4, 8, num_layers=0)

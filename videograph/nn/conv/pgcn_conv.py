@@ -6,7 +6,6 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size
-from torch_geometric.utils import trim_to_layer
 
 __all__ = ["PGCNConv", "PGCN"]
 
@@ -142,7 +141,11 @@ class PGCN(torch.nn.Module):
     (:func:`torch_geometric.utils.trim_to_layer`), so only the nodes that
     still feed the seeds are computed, and the output covers the nodes of
     hops :math:`0, \ldots, H - K` for :math:`H` sampled hops (the seeds when
-    :math:`H = K`), the only ones with complete :math:`K`-hop inputs.
+    :math:`H = K`), the only ones with complete :math:`K`-hop inputs. The
+    ReLU and dropout only see the rows the next layer reads, but the dropout
+    mask is drawn for the whole layer output (the random numbers of an
+    untrimmed pass, taken several times faster than
+    :func:`torch.nn.functional.dropout` does on CPU where that is exact).
 
     Args:
         in_channels (int): Size of each input sample.
@@ -208,14 +211,18 @@ class PGCN(torch.nn.Module):
                              f"(got num_sampled_nodes_per_hop={num_sampled_nodes_per_hop})")
         x0, h = x, x
         for k, conv in enumerate(self.convs):
-            if num_sampled_nodes_per_hop is not None:
-                h, edge_index, edge_weight = trim_to_layer(k, num_sampled_nodes_per_hop, num_sampled_edges_per_hop,
-                                                           h, edge_index, edge_weight)
+            if num_sampled_nodes_per_hop is not None and k > 0:  # trim_to_layer's cut of the edges
+                kept = edge_index.size(1) - num_sampled_edges_per_hop[-k]
+                edge_index = edge_index.narrow(1, 0, kept)
+                edge_weight = None if edge_weight is None else edge_weight.narrow(0, 0, kept)
             h = conv(h, edge_index, edge_weight)
+            rows = h.size(0)
+            if num_sampled_nodes_per_hop is not None:
+                # trim_to_layer's cut of the nodes for the next layer (after the last one, the seeds' hops),
+                # made before the ReLU and dropout: the cut rows are never read
+                h = h[:rows - num_sampled_nodes_per_hop[-(k + 1)]]
             if k < self.num_layers - 1:
-                h = F.dropout(h.relu(), p=self.dropout, training=self.training)
-        if num_sampled_nodes_per_hop is not None:
-            h = _trim_last(h, self.num_layers, num_sampled_nodes_per_hop)
+                h = _dropout_prefix(h.relu(), self.dropout, self.training, rows)
         return torch.cat([h, x0[:h.size(0)]], dim=-1)
 
     def __repr__(self) -> str:
@@ -223,7 +230,34 @@ class PGCN(torch.nn.Module):
                 f"{self.out_channels}, num_layers={self.num_layers})")
 
 
-def _trim_last(h: Tensor, num_layers: int, num_sampled_nodes_per_hop: List[int]) -> Tensor:
-    # After layer K the nodes of the last K hops no longer hold K-hop outputs.
-    keep = sum(num_sampled_nodes_per_hop[:len(num_sampled_nodes_per_hop) - num_layers])
-    return h[:keep]
+_EXACT_FAST_DROPOUT: Optional[bool] = None
+
+
+def _fast_dropout_is_exact() -> bool:
+    """Whether ``torch.rand(..., dtype=float64) < 1 - p`` draws F.dropout's CPU mask from the default generator,
+    number for number (PyTorch's serial bernoulli kernel; not its MKL one): checked once, the state restored."""
+    global _EXACT_FAST_DROPOUT
+    if _EXACT_FAST_DROPOUT is None:
+        state = torch.get_rng_state()
+        try:
+            mask = F.dropout(torch.ones(4099), 0.5, True) > 0
+            after = torch.get_rng_state()
+            torch.set_rng_state(state)
+            ours = torch.rand(4099, dtype=torch.float64) < 0.5
+            _EXACT_FAST_DROPOUT = bool(torch.equal(mask, ours)) and bool(torch.equal(after, torch.get_rng_state()))
+        finally:
+            torch.set_rng_state(state)
+    return _EXACT_FAST_DROPOUT
+
+
+def _dropout_prefix(x: Tensor, p: float, training: bool, rows: int) -> Tensor:
+    """``F.dropout(x_full)[:x.size(0)]`` for an ``x_full`` of ``rows`` rows that starts with ``x``: the mask of
+    all the rows is drawn (the same random numbers, so seeded runs do not change), only its first rows are
+    used. Several times faster than F.dropout's bernoulli kernel where :func:`_fast_dropout_is_exact`."""
+    if not training or p == 0.0:
+        return x
+    shape = (rows,) + tuple(x.shape[1:])
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _fast_dropout_is_exact():
+        return x * F.dropout(x.new_ones(shape), p, True)[:x.size(0)]
+    keep = torch.rand(shape, dtype=torch.float64)[:x.size(0)] < 1.0 - p
+    return x * keep.to(x.dtype).div_(1.0 - p)
