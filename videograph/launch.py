@@ -70,7 +70,7 @@ def build_model(model: str, example, num_classes: int, seed: int, options: Optio
         from .ablations.musle import MUSLE_TRAINING
         from .models import MUSLE
         torch.manual_seed(seed)
-        kwargs = dict(MUSLE_TRAINING, sample_seed=seed, **(options or {}))
+        kwargs = dict(dict(MUSLE_TRAINING, sample_seed=seed), **(options or {}))
         return MUSLE(num_classes, example.x.size(1), example.coord.size(1), **kwargs)
     from .models import STRG
     torch.manual_seed(seed)
