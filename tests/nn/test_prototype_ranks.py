@@ -138,3 +138,17 @@ def test_rank_moments_merge_is_stable_far_from_the_origin_in_float32():
 def test_combine_rank_moments_rejects_an_empty_list():
     with pytest.raises(ValueError, match="per_rank"):
         combine_rank_moments([])
+
+
+@pytest.mark.parametrize("options", [dict(covariance="full"), dict(fused=False)])
+def test_materialised_path_is_refused_in_a_process_group(monkeypatch, options):
+    """Only the fused path synchronises its statistics: in a group the materialised one is an error, not a
+    silently per-rank estimate (checked before any collective, so no group is needed)."""
+    import videograph.nn.prototype.loss as loss_module
+    monkeypatch.setattr(loss_module, "world", lambda: (0, 2))
+    bank_options = {k: v for k, v in options.items() if k == "covariance"}
+    torch.manual_seed(0)
+    bank = PrototypeBank(CLASSES, DN, DE, scales=(2, 3), num_components=3, **bank_options).double()
+    node_x, pair_x, node_ptr = batch_of(videos(), [0, 1])
+    with pytest.raises(ValueError, match="fused path"):
+        bank.loss(node_x, pair_x, node_ptr, LABELS[:2], fused=options.get("fused"))

@@ -3,7 +3,6 @@ r"""Batch normalisation whose batch statistics are the global batch's in a proce
 :class:`torch.nn.SyncBatchNorm` refuses CPU tensors (gloo); :class:`SyncBatchNorm1d` is its counterpart for
 them, and :func:`convert_sync_batchnorm` picks one of the two per layer."""
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videograph.distributed import all_reduce_sum, world

@@ -32,6 +32,15 @@ class Loss:
         towards the batch's with ``momentum``. With ``background=True`` the background mixture of each scale is
         fitted in the same way on the sub-graphs of all videos.
 
+        **In a process group** (more than one rank, e.g. under DDP) every statistic is the global batch's: the
+        sub-graph counts, :math:`\sum\gamma` and :math:`\sum\gamma x` per (mixture, component) are all-reduced
+        (differentiably: the backward all-reduces too), the second moments are centred on the resulting global
+        means and all-reduced, and so is the class mean the density is expanded around; every mixture with a
+        sub-graph on any rank is present on all, and the running estimates move identically on every rank. The
+        value returned is then this rank's share of the global batch's loss (its sub-graphs' log-likelihoods
+        over the global counts, the precision penalty over the world size): summed over ranks it is what one
+        process returns on the union of the ranks' batches. This needs the fused path (diagonal covariances).
+
         Args:
             node_x: ``[N, D_n]``. pair_x: ``[P, D_e]``. node_ptr: ``[B + 1]``. y: ``[B]`` video labels.
             subgraphs: ``{k: Subgraphs}`` complete-mode sub-graphs of every scale (possibly sub-sampled);

@@ -155,7 +155,9 @@ class Statistics:
         :math:`E[x^2] - \mu^2` cancellation occurs, in float32 too. Memberships are computed in eval mode (no
         dropout); the module's mode is restored afterwards. ``loader`` yields tuples ``(node_x, pair_x, node_ptr,
         y[, subgraphs[, select]])`` (see :meth:`loss` for ``subgraphs`` and ``select``); classes it never shows
-        keep their estimates. ``progress`` shows a tqdm bar over batches."""
+        keep their estimates. ``progress`` shows a tqdm bar over batches. In a process group each rank passes
+        its share of the data (disjoint shares that together make the set); the ranks' moments are gathered and
+        merged in rank order (:func:`combine_rank_moments`), so every rank sets the same, global estimates."""
         use_fused = self._use_fused(fused)
         was_training = self.training
         self.eval()
