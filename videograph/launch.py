@@ -10,6 +10,8 @@ a :class:`~torch.utils.data.DistributedSampler` (``set_epoch`` every epoch; ``dr
 has the same number of equal batches and no rank waits: at most K - 1 graphs an epoch are left out). The loss is
 computed inside the DDP-wrapped :class:`~videograph.distributed.GlobalLoss`, normalised by the global sample
 count; metrics are all-reduced; rank 0 writes ``<out>/model.pt`` (a state dict, loads with ``weights_only=True``).
+MUSLE (``--model musle``) all-reduces its mixtures' statistics, keys its sub-graph sampling on each graph's
+``video_id`` and refits on each rank's share at epoch ends (docs/scale.md lists every synchronised statistic).
 """
 import argparse
 import json

@@ -7,11 +7,11 @@ from torch import Tensor, nn
 from torch_geometric.nn.pool.select.topk import topk
 from torch_geometric.utils import scatter
 
+from ..distributed import all_reduce_sum, keyed_generator, world
 from ..nn.encoders import NodeEncoder, PairEncoder
 from ..nn.prototype import PrototypeBank
 from ..nn.subgraph_tables import materialise
 from ..subgraph import Subgraphs, enumerate_subgraphs, pair_nodes
-from ..distributed import all_reduce_sum, keyed_generator, world
 from ._utils import positive
 
 __all__ = ["MUSLE"]
