@@ -9,18 +9,19 @@ videograph's training needs so that K ranks with batch B compute what one proces
 * :class:`GlobalLoss` is the module DDP wraps: the loss is computed inside its ``forward`` (calling the inner
   model's ``loss`` from outside DDP would skip the gradient all-reduce), as a *sum* over samples divided by the
   global sample count, times the world size, so DDP's gradient average is the gradient of the global mean.
+* :func:`all_gather` collects one tensor per rank (sizes along the first dimension may differ), in rank order.
 * :func:`keyed_generator` gives the generator of one (seed, epoch, item), so sampling does not depend on which
   rank draws it.
 """
 import os
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["world", "init_from_env", "all_reduce_sum", "keyed_generator", "GlobalLoss", "StepOutput"]
+__all__ = ["world", "init_from_env", "all_reduce_sum", "all_gather", "keyed_generator", "GlobalLoss", "StepOutput"]
 
 
 def world() -> Tuple[int, int]:
@@ -56,6 +57,23 @@ def all_reduce_sum(tensor: Tensor, differentiable: bool = False) -> Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+def all_gather(tensor: Tensor) -> List[Tensor]:
+    """Every rank's ``tensor`` in rank order (``[tensor]`` outside a process group), without gradient. The sizes
+    along the first dimension may differ between ranks; the other dimensions and the dtype must agree."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [tensor]
+    size = dist.get_world_size()
+    tensor = tensor.detach().contiguous()
+    lengths = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(size)]
+    dist.all_gather(lengths, torch.tensor([tensor.size(0)], device=tensor.device))
+    longest = int(max(int(n) for n in lengths))
+    padded = tensor.new_zeros((longest,) + tensor.shape[1:])
+    padded[:tensor.size(0)] = tensor
+    out = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(out, padded)
+    return [t[:int(n)] for t, n in zip(out, lengths)]
 
 
 def keyed_generator(seed: int, epoch: int, key: int) -> torch.Generator:

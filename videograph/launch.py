@@ -11,6 +11,8 @@ a :class:`~torch.utils.data.DistributedSampler` (``set_epoch`` every epoch; ``dr
 has the same number of equal batches and no rank waits: at most K - 1 graphs an epoch are left out). The loss is
 computed inside the DDP-wrapped :class:`~videograph.distributed.GlobalLoss`, normalised by the global sample
 count; metrics are all-reduced; rank 0 writes ``<out>/model.pt`` (a state dict, loads with ``weights_only=True``).
+MUSLE (``--model musle``) all-reduces its mixtures' statistics, keys its sub-graph sampling on each graph's
+``video_id`` and refits on each rank's share at epoch ends (docs/scale.md lists every synchronised statistic).
 """
 import argparse
 import json
@@ -29,12 +31,13 @@ from .distributed import GlobalLoss, all_reduce_sum, init_from_env, world
 __all__ = ["MODELS", "synthetic_graphs", "build_model", "cast_graphs", "train", "spawn_worker", "register"]
 
 #: Models the command trains.
-MODELS = ("strg", "pgcn")
+MODELS = ("strg", "musle", "pgcn")
 
 
 def synthetic_graphs(model: str, num_videos: int, seed: int) -> List:
-    """The seeded synthetic training graphs of ``model`` (region graphs with frozen small-CNN features for STRG,
-    per-video proposal graphs of synthetic untrimmed videos for P-GCN: :mod:`videograph.launch_pgcn`)."""
+    """The seeded synthetic training graphs of ``model`` (frozen small-CNN features: region graphs for STRG,
+    tubelet graphs for MUSLE; per-video proposal graphs of synthetic untrimmed videos for P-GCN:
+    :mod:`videograph.launch_pgcn`), each with ``video_id``."""
     if model == "pgcn":
         from .launch_pgcn import synthetic_graphs as pgcn_graphs
         return pgcn_graphs(num_videos, seed)
@@ -45,8 +48,11 @@ def synthetic_graphs(model: str, num_videos: int, seed: int) -> List:
     torch.manual_seed(seed)
     encoder = RoIFeatures().eval()
     videos = SyntheticInteractions(num_videos, seed=seed, split="train")
-    _, regions = prepare_videos(videos, encoder, num_clips=2)
-    return regions
+    tubelets, regions = prepare_videos(videos, encoder, num_clips=2)
+    graphs = tubelets if model == "musle" else regions
+    for index, graph in enumerate(graphs):
+        graph.video_id = torch.tensor([index])
+    return graphs
 
 
 def cast_graphs(graphs: Sequence, dtype: torch.dtype) -> List:
@@ -61,13 +67,21 @@ def cast_graphs(graphs: Sequence, dtype: torch.dtype) -> List:
     return out
 
 
-def build_model(model: str, example, num_classes: int, seed: int) -> nn.Module:
-    """A freshly initialised model for graphs like ``example`` (seeded: the same on every rank)."""
+def build_model(model: str, example, num_classes: int, seed: int, options: Optional[dict] = None) -> nn.Module:
+    """A freshly initialised model for graphs like ``example`` (seeded: the same on every rank); ``options``
+    override the model's keyword arguments (MUSLE: the demo's :data:`~videograph.ablations.musle.MUSLE_TRAINING`
+    recipe by default)."""
     if model not in MODELS:
         raise ValueError(f"'model' must be one of {MODELS}, got {model!r}")
     if model == "pgcn":
         from . import launch_pgcn
         return launch_pgcn.build_model(example, num_classes, seed)
+    if model == "musle":
+        from .ablations.musle import MUSLE_TRAINING
+        from .models import MUSLE
+        torch.manual_seed(seed)
+        kwargs = dict(dict(MUSLE_TRAINING, sample_seed=seed), **(options or {}))
+        return MUSLE(num_classes, example.x.size(1), example.coord.size(1), **kwargs)
     from .models import STRG
     torch.manual_seed(seed)
     global_channels = example.global_x.size(-1) if "global_x" in example else 0
@@ -77,7 +91,7 @@ def build_model(model: str, example, num_classes: int, seed: int) -> nn.Module:
 def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int] = 1, steps: Optional[int] = None,
           batch_size: int = 16, dtype: str = "float32", seed: int = 0, out: str = "results/train", lr: float = 1e-2,
           num_videos: int = 256, num_classes: Optional[int] = None, progress: bool = True,
-          graphs: Optional[Sequence] = None, rank_states: bool = False) -> Dict:
+          graphs: Optional[Sequence] = None, rank_states: bool = False, model_options: Optional[dict] = None) -> Dict:
     """Trains ``model`` on this process's share; see the module docstring. ``epochs`` or ``steps`` (optimiser
     steps, across epochs) bound the run. ``graphs`` overrides ``data``. Returns the metrics of the last epoch
     (global: all-reduced) and, on rank 0, writes ``<out>/model.pt`` and ``<out>/metrics.json``; with
@@ -98,6 +112,9 @@ def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int]
             from .datasets import GraphStore
             graphs = GraphStore(data, progress=False)
     graphs = cast_graphs([graphs[i] for i in range(len(graphs))], getattr(torch, dtype))
+    for index, graph in enumerate(graphs):   # a stable id per video keys sampling inside models (MUSLE)
+        if "video_id" not in graph:
+            graph.video_id = torch.tensor([index])
     collate = None                                      # P-GCN: per-video draws keyed on (seed, epoch, video id)
     if model == "pgcn":
         from . import launch_pgcn
@@ -106,10 +123,14 @@ def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int]
         num_classes = launch_pgcn.num_classes(graphs) if num_classes is None else num_classes
     if num_classes is None:
         num_classes = int(max(int(g.y.max()) for g in graphs)) + 1
-    net = build_model(model, graphs[0], num_classes, seed).to(getattr(torch, dtype))
+    net = build_model(model, graphs[0], num_classes, seed, model_options).to(getattr(torch, dtype))
+    if size > 1:
+        from .nn.sync_batch_norm import convert_sync_batchnorm
+        net = convert_sync_batchnorm(net)   # batch norms (MUSLE's encoders) see the global batch
     step_module: nn.Module = GlobalLoss(net)
     if size > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module)
+        # MUSLE's score calibration is unused by its loss until ce_start
+        step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=model == "musle")
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     sampler = DistributedSampler(graphs, num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
     loader = DataLoader(graphs, batch_size=batch_size, sampler=sampler) if collate is None else \
@@ -135,6 +156,9 @@ def train(model: str = "strg", data: str = "synthetic", *, epochs: Optional[int]
             bar.update(1)
             if steps is not None and done >= steps:
                 break
+        else:
+            if hasattr(net, "end_epoch"):   # MUSLE: dynamic K, refit on this rank's share (all-reduced)
+                net.end_epoch(graphs[rank::size])
         total = all_reduce_sum(sums)
         metrics = {"epoch": epoch + 1, "steps": done, "loss": float(total[0] / total[2]),
                    "train_accuracy": float(total[1] / total[2]), "graphs": int(total[2]), "world_size": size,

@@ -99,3 +99,20 @@ def test_unrank_inverts_lexicographic_rank_on_huge_sets():
     ranks = torch.randint(0, math.comb(n, k), (200,), generator=gen)
     combos = unrank(ranks, torch.tensor(n), k)
     assert [_lex_rank(c, n) for c in combos.tolist()] == ranks.tolist()
+
+
+def test_sample_ranks_with_one_generator_per_graph_is_keyed():
+    """Each graph draws from its own generator: its ranks do not depend on the other graphs of the batch."""
+    def keyed(*keys):
+        return [torch.Generator().manual_seed(key) for key in keys]
+
+    graph, rank = sample_ranks([40, 3, 60], 5, keyed(7, 8, 9))
+    alone = [sample_ranks([count], 5, keyed(key))[1] for count, key in ((40, 7), (3, 8), (60, 9))]
+    for g, expected in enumerate(alone):
+        assert torch.equal(rank[graph == g], expected)
+    other_batch = sample_ranks([60, 40], 5, keyed(9, 7))
+    assert torch.equal(other_batch[1][other_batch[0] == 1], alone[0])
+    with pytest.raises(ValueError, match="one generator per graph"):
+        sample_ranks([40, 3], 5, keyed(1))
+    with pytest.raises(TypeError, match="generator"):
+        sample_ranks([40], 5, [0])

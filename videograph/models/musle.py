@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.pool.select.topk import topk
 from torch_geometric.utils import scatter
 
+from ..distributed import all_reduce_sum, keyed_generator, world
 from ..nn.encoders import NodeEncoder, PairEncoder
 from ..nn.prototype import PrototypeBank
 from ..nn.subgraph_tables import materialise
@@ -20,6 +21,15 @@ def _head(in_channels: int, hidden: int, out_channels: int) -> nn.Module:
     if hidden == 0:
         return nn.Linear(in_channels, out_channels)
     return nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, out_channels))
+
+
+def _batch_mean_ce(logits: Tensor, y: Tensor) -> Tensor:
+    """The cross-entropy averaged over the batch; in a process group, this rank's share of the global batch's
+    (its sum over the global count)."""
+    if world()[1] == 1:
+        return F.cross_entropy(logits, y)
+    count = all_reduce_sum(torch.tensor(float(y.numel()), dtype=logits.dtype, device=logits.device))
+    return F.cross_entropy(logits, y, reduction="sum") / count
 
 
 class MUSLE(nn.Module):
@@ -84,6 +94,7 @@ class MUSLE(nn.Module):
             (default: :obj:`None`: the cross-entropy is always on, the mixtures follow the batches)
         bank (PrototypeBank, optional): a bank to use instead of the one built from the arguments above (its
             channels must match the encoders'). (default: :obj:`None`)
+        sample_seed (int, optional): seed of :meth:`loss_sum`'s keyed sub-graph sampling. (default: :obj:`0`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` of tubelet graphs with ``x``, ``coord``, ``ptr``
@@ -97,7 +108,7 @@ class MUSLE(nn.Module):
                  background: bool = False, scale_reduce: str = "max", ce_weight: float = 1.0,
                  train_subgraphs: int = 64, prune_threshold: float = 0.02, generative_features: bool = True,
                  aux_weight: float = 0.0, fit_top: Optional[int] = None, aux_hidden: int = 32,
-                 ce_start: Optional[int] = None, bank: Optional[PrototypeBank] = None):
+                 ce_start: Optional[int] = None, bank: Optional[PrototypeBank] = None, sample_seed: int = 0):
         super().__init__()
         self.num_classes = positive("num_classes", num_classes)
         self.node_encoder = NodeEncoder(visual_channels, coord_channels, visual_out, coord_out, node_visual,
@@ -134,6 +145,9 @@ class MUSLE(nn.Module):
         self.train_subgraphs = positive("train_subgraphs", train_subgraphs)
         self.prune_threshold = float(prune_threshold)
         self.generative_features = bool(generative_features)
+        if isinstance(sample_seed, bool) or not isinstance(sample_seed, int) or sample_seed < 0:
+            raise ValueError(f"'sample_seed' must be an int >= 0, got {sample_seed!r}")
+        self.sample_seed = sample_seed
 
     @staticmethod
     def node_ptr(data) -> Tensor:
@@ -147,8 +161,9 @@ class MUSLE(nn.Module):
         x = getattr(data, "x", None)
         return self.node_encoder(x, data.coord), self.pair_encoder(x, data.coord, pairs), ptr
 
-    def sample_subgraphs(self, data, generator: Optional[torch.Generator] = None) -> Dict[int, Subgraphs]:
-        """A uniform sample of ``train_subgraphs`` sub-graphs per video and scale."""
+    def sample_subgraphs(self, data, generator=None) -> Dict[int, Subgraphs]:
+        """A uniform sample of ``train_subgraphs`` sub-graphs per video and scale, drawn with ``generator`` (one
+        ``torch.Generator``, or one per video: see :func:`~videograph.subgraph.enumerate_subgraphs`)."""
         return {k: enumerate_subgraphs(data, k, max_per_graph=self.train_subgraphs, generator=generator)
                 for k in self.scales}
 
@@ -173,8 +188,11 @@ class MUSLE(nn.Module):
             masks[k] = mask
         return masks
 
-    def loss(self, data, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
-        """Training loss on a batch and the class scores of its sampled sub-graphs (for running accuracy)."""
+    def loss(self, data, generator=None) -> Tuple[Tensor, Tensor]:
+        """Training loss on a batch and the class scores of its sampled sub-graphs (for running accuracy);
+        ``generator``: see :meth:`sample_subgraphs`. In a process group (DDP) the mixtures are the global batch's
+        (:meth:`PrototypeBank.loss <videograph.nn.PrototypeBank.loss>`) and the loss is this rank's share of the
+        global batch's: summed over ranks it is the loss of one process on the union of their batches."""
         subgraphs = self.sample_subgraphs(data, generator)
         node_x, pair_x, ptr = self.encode(data)
         y = data.y.view(-1)
@@ -183,7 +201,7 @@ class MUSLE(nn.Module):
             logits = self._aux_logits(node_x, pair_x, subgraphs)
             aux = torch.stack([scatter(logits[k], subgraphs[k].batch, dim=0, dim_size=y.numel(), reduce="max")
                                for k in self.scales]).amax(0)
-            aux_loss = F.cross_entropy(aux, y)
+            aux_loss = _batch_mean_ce(aux, y)
             select = self._top_subgraphs(logits, subgraphs, y)
         features = (node_x, pair_x) if self.generative_features else (node_x.detach(), pair_x.detach())
         loss = self.bank.loss(*features, ptr, y, subgraphs, select=select)
@@ -191,8 +209,25 @@ class MUSLE(nn.Module):
         if aux_loss is not None:
             loss = loss + self.aux_weight * aux_loss
         if self.ce_active:
-            loss = loss + self.ce_weight * F.cross_entropy(scores, y)
+            loss = loss + self.ce_weight * _batch_mean_ce(scores, y)
         return loss, scores.detach()
+
+    def loss_sum(self, data) -> Tuple[Tensor, int, Tensor]:
+        r"""What :class:`~videograph.distributed.GlobalLoss` (the module DDP wraps) asks for: ``(sum, count,
+        scores)`` with ``sum / global count`` = :meth:`loss` (this rank's share in a process group). The
+        sub-graphs of video ``data.video_id[i]`` are drawn from :func:`~videograph.distributed.keyed_generator`
+        ``(sample_seed, epochs_done, video_id)``, so a video draws the same sub-graphs whichever rank or batch
+        holds it."""
+        video_id = getattr(data, "video_id", None)
+        y = data.y.view(-1)
+        if not isinstance(video_id, Tensor) or video_id.numel() != y.numel() or video_id.is_floating_point():
+            raise ValueError("'data.video_id' must be an integer tensor with one stable id per video (e.g. its "
+                             "index in the dataset): loss_sum keys the sub-graph sampling on it")
+        epoch = int(self.epochs_done)
+        generators = [keyed_generator(self.sample_seed, epoch, int(v)) for v in video_id.view(-1).tolist()]
+        loss, scores = self.loss(data, generators)
+        total = all_reduce_sum(torch.tensor(float(y.numel()), dtype=loss.dtype, device=loss.device))
+        return loss * total, y.numel(), scores
 
     def predict(self, data) -> Tensor:
         """``[B]`` classes (:meth:`PrototypeBank.predict <videograph.nn.PrototypeBank.predict>`: a video without
@@ -273,7 +308,9 @@ class MUSLE(nn.Module):
         """Call after every epoch: counts it and applies dynamic K; from epoch ``ce_start`` on (when given) and
         with the training ``dataset``, re-estimates the mixtures on all of it first (:meth:`refit_`: fit, then
         prune the refitted weights, then calibrate) and freezes them for the next epoch, so the cross-entropy
-        trains the encoders against fixed, well-estimated prototypes."""
+        trains the encoders against fixed, well-estimated prototypes. In a process group every rank passes its
+        own share of the training set (disjoint, together all of it): the refit all-reduces the mixtures'
+        moments, so the result is the whole set's on every rank."""
         self.epochs_done += 1
         if self.mixtures_frozen and dataset is not None:
             self.refit_(dataset, prune_threshold=self.prune_threshold)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -171,28 +171,48 @@ def unrank(rank: Tensor, n: Tensor, k: int) -> Tensor:
 
 
 def sample_ranks(counts: Sequence[int], max_per_graph: Optional[int],
-                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+                 generator: Union[None, torch.Generator, Sequence[torch.Generator]] = None
+                 ) -> Tuple[Tensor, Tensor]:
     """Per-graph ranks kept by ``max_per_graph``.
 
     A graph with ``count <= max_per_graph`` keeps all ranks; a larger one keeps a
     uniformly random ``max_per_graph``-subset (without replacement), sorted.
+    ``generator`` is one generator for all graphs (drawn from in graph order) or a
+    sequence of one per graph (keyed sampling: a graph's draw then does not depend
+    on the other graphs of its batch, e.g. :func:`videograph.distributed.keyed_generator`
+    per video).
 
     Returns:
         ``(graph, rank)``: LongTensors ``[M]``, sorted by graph then rank.
     """
+    generators = per_graph_generators(generator, len(counts))
     graphs: List[Tensor] = []
     ranks: List[Tensor] = []
     for g, count in enumerate(counts):
         if max_per_graph is None or count <= max_per_graph:
             r = torch.arange(count)
         else:
-            r = _sample_without_replacement(count, max_per_graph, generator).sort().values
+            r = _sample_without_replacement(count, max_per_graph, generators[g]).sort().values
         ranks.append(r)
         graphs.append(torch.full((r.numel(),), g, dtype=torch.long))
     if not ranks:
         empty = torch.empty(0, dtype=torch.long)
         return empty, empty
     return torch.cat(graphs), torch.cat(ranks)
+
+
+def per_graph_generators(generator, num_graphs: int) -> List[Optional[torch.Generator]]:
+    """``generator`` (one ``torch.Generator`` or ``None``, shared) or a sequence of one
+    generator per graph, as a list of ``num_graphs`` entries; anything else is a
+    :class:`TypeError` / :class:`ValueError` naming ``generator``."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return [generator] * num_graphs
+    if not isinstance(generator, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise TypeError(f"'generator' must be a torch.Generator or a sequence of them (one per graph), got "
+                        f"{type(generator).__name__}")
+    if len(generator) != num_graphs:
+        raise ValueError(f"'generator' must hold one generator per graph ({num_graphs}), got {len(generator)}")
+    return list(generator)
 
 
 def _sample_without_replacement(total: int, m: int, generator: Optional[torch.Generator]) -> Tensor:

@@ -225,7 +225,9 @@ def enumerate_subgraphs(data: BaseData, k: int, *, mode: str = 'complete', edge_
             same sorted order. Complete mode samples ranks and reads them from the
             cached table, or unranks them when the table exceeds the cache budget, so huge
             sets are never enumerated. (default: :obj:`None`, keep all)
-        generator (torch.Generator, optional): randomness for ``max_per_graph``.
+        generator (torch.Generator, optional): randomness for ``max_per_graph``; or a
+            sequence of one generator per graph (keyed sampling: each graph's draw is
+            independent of the rest of its batch).
         small_graphs (str, optional): what a graph with fewer than ``k`` nodes does:
             ``'raise'`` a :class:`ValueError` naming it, or give it ``'empty'`` output.
             (default: ``'raise'``)

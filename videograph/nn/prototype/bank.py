@@ -226,7 +226,9 @@ class PrototypeBank(Scoring, Loss, Statistics, Calibration, nn.Module):
         r"""Dynamic K: in every mixture, masks the components whose running weight :math:`\phi` is at most
         ``threshold`` (MUSLE: 0.02, after each epoch), renormalising the rest (which only raises them, so every
         kept weight exceeds the threshold); at least the heaviest component is kept. Masked components get zero
-        weight and membership; parameter shapes do not change (see :meth:`compact_`)."""
+        weight and membership; parameter shapes do not change (see :meth:`compact_`). In a process group the
+        running weights are already the same on every rank (:meth:`loss` and :meth:`fit_` all-reduce their
+        statistics), so every rank masks the same components."""
         for stack in self.mixtures.values():
             phi = stack.running_phi.masked_fill(~stack.active, -1.0)
             keep = (phi > threshold) & stack.active

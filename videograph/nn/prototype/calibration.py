@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from videograph.distributed import all_gather, world
+
 if TYPE_CHECKING:
     from .bank import PrototypeBank
 
@@ -46,7 +48,9 @@ class Calibration:
         mixtures are fitted on its own videos only, so their scores are not on one scale across classes and
         sub-graph sizes; this fits the :math:`2 \cdot |\text{scales}| \cdot C`-parameter map that makes them
         comparable (vector scaling, Guo et al., ICML 2017). A scale at which a video has no sub-graph is left out
-        of its reduction (see :meth:`reduce_scales`); a video with no sub-graph at any scale is an error."""
+        of its reduction (see :meth:`reduce_scales`); a video with no sub-graph at any scale is an error. In a
+        process group each rank passes its share of the videos; the scores are gathered (in rank order) and every
+        rank fits the same map to all of them."""
         if self.scale_reduce != "learned":
             raise ValueError(f"calibrate_ needs scale_reduce='learned', got {self.scale_reduce!r}")
         per_scale, labels = [], []
@@ -58,6 +62,13 @@ class Calibration:
             per_scale.append(self.class_scores(node_x, pair_x, node_ptr, item[4] if len(item) == 5 else None,
                                                per_scale=True))
             labels.append(y)
+        if world()[1] > 1:   # each rank scored its share: every rank fits the map to all of them, rank by rank
+            scores = torch.cat(per_scale, 1) if per_scale else self.scale_bias.new_zeros(len(self.scales), 0,
+                                                                                        self.num_classes)
+            y = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=scores.device)
+            per_scale = [part.transpose(0, 1) for part in all_gather(scores.transpose(0, 1).contiguous())]
+            labels = all_gather(y)
+            per_scale, labels = [p for p in per_scale if p.size(1)], [t for t in labels if t.numel()]
         if not labels:
             raise ValueError("'loader' yielded no batch")
         scores, y = torch.cat(per_scale, 1), torch.cat(labels)

@@ -1,13 +1,14 @@
 r"""Memberships and eq. 4 statistics of a :class:`~videograph.nn.PrototypeBank`, fused (per-slot tables) or
 materialised, and :meth:`~videograph.nn.PrototypeBank.fit_` (the running estimates from a full pass)."""
 import math
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from videograph.distributed import all_gather, all_reduce_sum, world
 from videograph.ops import gather_sum, scatter
 from videograph.subgraph import Subgraphs, pair_ptr
 
@@ -19,7 +20,7 @@ from .stack import MixtureStack
 if TYPE_CHECKING:
     from .bank import PrototypeBank
 
-__all__ = []
+__all__ = ["combine_rank_moments"]
 
 
 class Statistics:
@@ -50,36 +51,73 @@ class Statistics:
 
     # ------------------------------------------------------------------ eq. 4 statistics
     def _fused_moments(self, stack: MixtureStack, node_x: Tensor, pair_x: Tensor, y: Tensor, graphs, rows: Tensor,
-                       sub_graph: Tensor, gamma: Tensor, video_class: Tensor, num_present: int
+                       sub_graph: Tensor, gamma: Tensor, video_class: Tensor, num_present: int,
+                       reduce: Optional[Callable[[Tensor, bool], Tensor]] = None
                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Per present class: sub-graph count ``[Cp]``, mass :math:`\sum\gamma` ``[Cp, K]``, the means
         :math:`\mu` ``[Cp, K, D]`` and the centred second moments :math:`\sum \gamma (x - \mu)^2` ``[Cp, K, D]``.
         :math:`\gamma` is scattered onto (node, slot) and (pair, slot) rows; the means take one matmul per video,
         the second moments are summed over (node, slot) and (pair, slot) rows around each component's own mean
         (``[N, K, k, D_n]`` and ``[P, K, k(k-1)/2, D_e]`` intermediates), so no :math:`E[x^2] - \mu^2`
-        cancellation occurs, however far a component lies from the class mean."""
+        cancellation occurs, however far a component lies from the class mean.
+
+        ``reduce(t, differentiable)`` (e.g. :func:`videograph.distributed.all_reduce_sum`) makes the moments the
+        global batch's: the counts and the raw sums :math:`\sum\gamma`, :math:`\sum\gamma x` are reduced before
+        the means are taken, the second moments are centred on those global means and reduced after, so they
+        stay centred (no cancellation). ``video_class`` must then index the same classes on every rank."""
+        count, mass, firsts, weights = self._fused_sums(stack, node_x, pair_x, y, graphs, rows, sub_graph, gamma,
+                                                        video_class, num_present)
+        if reduce is not None:
+            count = reduce(count, False)
+            sizes = [mass.numel()] + [f.numel() for f in firsts]
+            flat = reduce(torch.cat([mass.reshape(-1)] + [f.reshape(-1) for f in firsts]), True)
+            parts = flat.split(sizes)
+            mass, firsts = parts[0].view_as(mass), [p.view_as(f) for p, f in zip(parts[1:], firsts)]
+        means = self._fused_means(mass, firsts)
+        m2 = self._fused_centred(node_x, pair_x, graphs, weights, means, video_class, num_present)
+        if reduce is not None:
+            m2 = reduce(m2, True)
+        K = mass.size(1)
+        return count, mass, torch.cat([m.reshape(num_present, K, -1) for m in means], -1), m2
+
+    def _fused_sums(self, stack: MixtureStack, node_x: Tensor, pair_x: Tensor, y: Tensor, graphs, rows: Tensor,
+                    sub_graph: Tensor, gamma: Tensor, video_class: Tensor, num_present: int
+                    ) -> Tuple[Tensor, Tensor, List[Tensor], Tuple[Tensor, Tensor]]:
+        r"""The additive half of :meth:`_fused_moments`: count ``[Cp]``, mass ``[Cp, K]``, and per part (nodes,
+        pairs) :math:`\sum \gamma x` ``[Cp, slots, K, dim]``, with the per-(row, slot) weights ``[R, slots, K]``
+        the centred moments need."""
         node_graph, pair_graph = graphs
-        k, J, Dn, De = stack.k, stack.num_pair_slots, self.node_channels, self.pair_channels
+        k, J = stack.k, stack.num_pair_slots
         B, N, P, K = y.numel(), node_x.size(0), pair_x.size(0), gamma.size(1)
         weight_rows = scatter_rows(gamma, rows, N * k + P * J)
         sub_class = video_class[sub_graph]
         count = torch.bincount(sub_class, minlength=num_present)
         mass = scatter(gamma, sub_class, dim=0, dim_size=num_present)
-        denominator = mass.clamp_min(self.eps)[..., None, None]
-        parts = ((weight_rows[:N * k].view(N, k, K), node_x, node_graph, k, Dn),
-                 (weight_rows[N * k:].view(P, J, K), pair_x, pair_graph, J, De))
-        means, squares = [], []
-        for a, x, graph, slots, dim in parts:
+        weights = (weight_rows[:N * k].view(N, k, K), weight_rows[N * k:].view(P, J, K))
+        firsts = []
+        for a, x, graph, slots in zip(weights, (node_x, pair_x), graphs, (k, J)):
             per_video = per_graph_inner(a.reshape(-1, slots * K), x, graph, B)  # [B, slots * K, dim]
-            first = scatter(per_video, video_class, dim=0, dim_size=num_present).view(num_present, slots, K, dim)
-            mean = first.transpose(1, 2) / denominator  # [Cp, K, slots, dim]
+            firsts.append(scatter(per_video, video_class, dim=0, dim_size=num_present).view(
+                num_present, slots, K, x.size(1)))
+        return count, mass, firsts, weights
+
+    def _fused_means(self, mass: Tensor, firsts: List[Tensor]) -> List[Tensor]:
+        """Per part, the component means ``[Cp, K, slots, dim]`` from the mass and :math:`\sum \gamma x`."""
+        denominator = mass.clamp_min(self.eps)[..., None, None]
+        return [first.transpose(1, 2) / denominator for first in firsts]
+
+    @staticmethod
+    def _fused_centred(node_x: Tensor, pair_x: Tensor, graphs, weights: Tuple[Tensor, Tensor], means: List[Tensor],
+                       video_class: Tensor, num_present: int) -> Tensor:
+        r"""The second moments ``[Cp, K, D]`` centred on ``means`` (:meth:`_fused_means`), summed over rows."""
+        squares = []
+        for a, x, graph, mean in zip(weights, (node_x, pair_x), graphs, means):
             row_class = video_class[graph]
             centred = x[:, None, None, :] - mean[row_class]  # [R, K, slots, dim]
             weighted = a.transpose(1, 2)[..., None] * centred * centred
             square = scatter(weighted.reshape(x.size(0), -1), row_class, dim=0, dim_size=num_present)
-            means.append(mean.reshape(num_present, K, slots * dim))
-            squares.append(square.view(num_present, K, slots * dim))
-        return count, mass, torch.cat(means, -1), torch.cat(squares, -1)
+            squares.append(square.view(num_present, mean.size(1), -1))
+        return torch.cat(squares, -1)
 
     def _materialised_moments(self, stack: MixtureStack, node_x: Tensor, pair_x: Tensor, y: Tensor,
                               sub: Subgraphs, classes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -117,26 +155,42 @@ class Statistics:
         :math:`E[x^2] - \mu^2` cancellation occurs, in float32 too. Memberships are computed in eval mode (no
         dropout); the module's mode is restored afterwards. ``loader`` yields tuples ``(node_x, pair_x, node_ptr,
         y[, subgraphs[, select]])`` (see :meth:`loss` for ``subgraphs`` and ``select``); classes it never shows
-        keep their estimates. ``progress`` shows a tqdm bar over batches."""
+        keep their estimates. ``progress`` shows a tqdm bar over batches. In a process group each rank passes
+        its share of the data (disjoint shares that together make the set); the ranks' moments are gathered and
+        merged in rank order (:func:`combine_rank_moments`), so every rank sets the same, global estimates."""
         use_fused = self._use_fused(fused)
         was_training = self.training
         self.eval()
         try:
-            sums = self._fit_moments(loader, use_fused, progress)
+            sums, batches = self._fit_moments(loader, use_fused, progress)
         finally:
             self.train(was_training)
+        if world()[1] > 1:   # each rank passed its share: merge the ranks' moments, the same on every rank
+            batches = int(all_reduce_sum(torch.tensor(batches)))
+            sums = {k: combine_rank_moments(list(zip(*([g[0] for g in all_gather(t[None])] for t in totals))))
+                    for k, totals in sums.items()}
+        if not batches:
+            raise ValueError("'loader' yielded no batch")
         for k, (count, mass, mean, m2) in sums.items():
             fitted = (count > 0).nonzero().view(-1)
             phi, mu, cov = self._estimate(count[fitted], mass[fitted], mean[fitted], m2[fitted])
             self.stack(k).update_running(fitted, phi, mu, cov, momentum=1.0, track=False)
         return self
 
-    def _fit_moments(self, loader: Iterable, use_fused: bool, progress: bool) -> Dict[int, List[Tensor]]:
-        """``{k: [count [M], mass [M, K], mean [M, K, D], m2 [M, K, D(, D)]]}`` over all batches of ``loader``."""
+    def _fit_moments(self, loader: Iterable, use_fused: bool, progress: bool
+                     ) -> Tuple[Dict[int, List[Tensor]], int]:
+        """``{k: [count [M], mass [M, K], mean [M, K, D], m2 [M, K, D(, D)]]}`` over all batches of ``loader``, and
+        the number of batches."""
         sums: Dict[int, List[Tensor]] = {}
+        for k in self.scales:
+            stack = self.stack(k)
+            sums[k] = [torch.zeros(self.num_mixtures, dtype=torch.long, device=stack.running_phi.device)] + [
+                torch.zeros_like(t) for t in (stack.running_phi, stack.running_mu, stack.running_cov)]
+        batches = 0
         for item in tqdm(loader, disable=not progress, unit="batch", desc="fit"):
             if not isinstance(item, (tuple, list)) or len(item) not in (4, 5, 6):
                 raise ValueError("'loader' must yield tuples (node_x, pair_x, node_ptr, y[, subgraphs[, select]])")
+            batches += 1
             node_x, pair_x, node_ptr, y = item[:4]
             node_ptr = self._check_inputs(node_x, pair_x, node_ptr, y)
             select = item[5] if len(item) == 6 else None
@@ -160,13 +214,24 @@ class Statistics:
                     else:
                         count, mass, mean, m2 = self._materialised_moments(stack, node_x, pair_x, labels, sub,
                                                                            classes)
-                    total = sums.setdefault(k, [torch.zeros(self.num_mixtures, dtype=torch.long,
-                                                            device=node_x.device),
-                                                node_x.new_zeros(stack.running_phi.shape),
-                                                node_x.new_zeros(stack.running_mu.shape),
-                                                node_x.new_zeros(stack.running_cov.shape)])
+                    total = sums[k]
                     total[0].index_add_(0, classes, count)
                     merge_moments(total[1:], classes, mass, mean, m2)
-        if not sums:
-            raise ValueError("'loader' yielded no batch")
-        return sums
+        return sums, batches
+
+
+def combine_rank_moments(per_rank: Sequence[Sequence[Tensor]]) -> List[Tensor]:
+    r"""The moments of the union of the ranks' samples from each rank's ``[count [M], mass [M, K], mean [M, K, D],
+    m2 [M, K, D(, D)]]`` (centred on its own means), merged in rank order by Chan et al.'s update
+    (:func:`~videograph.nn.gmm.merge_moments`): only centred quantities are added, and every rank that merges the
+    same list gets the same bits."""
+    if not per_rank:
+        raise ValueError("'per_rank' is empty")
+    count = per_rank[0][0].clone()
+    total = [torch.zeros_like(t) for t in per_rank[0][1:]]
+    everyone = torch.arange(count.numel(), device=count.device)
+    for index, (rank_count, mass, mean, m2) in enumerate(per_rank):
+        if index:
+            count += rank_count
+        merge_moments(total, everyone, mass, mean, m2)
+    return [count] + total
