@@ -55,7 +55,7 @@ def empty_frames(shape: Tuple[int, ...]) -> np.ndarray:
     """An uninitialised uint8 array of ``shape`` (as ``np.empty``), from a recycled buffer when large."""
     shape = tuple(int(s) for s in shape)
     nbytes = int(np.prod(shape, dtype=np.int64))
-    if nbytes < MIN_BYTES:
+    if nbytes < max(MIN_BYTES, 1):
         return np.empty(shape, dtype=np.uint8)
     buf = _take(nbytes)
     if buf is None:
