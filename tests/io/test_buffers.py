@@ -1,6 +1,7 @@
 """The reader's output buffers: recycled only once nothing refers to them, never while in use."""
 import gc
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -122,3 +123,31 @@ def test_large_buffers_skip_transparent_huge_pages():
     flags = next(line for line in entry if line.startswith("VmFlags")).split()[1:]
     assert "hg" not in flags  # MADV_HUGEPAGE not requested (NumPy's np.empty would)
     del a
+
+
+def test_concurrent_readers_share_the_pool_safely(pool, barcode_video, oracles):
+    # Threads reading, holding and dropping results at once: every result carries the frames it asked for.
+    path, n = barcode_video
+    failures = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        with VideoReader(path) as reader:
+            held = []
+            for r in range(5):
+                idx = rng.permutation(n)[:30]
+                held.append((idx, reader.get_frames_at(idx)))
+                if not (oracles.read_barcode(held[-1][1]) == idx).all():
+                    failures.append(seed)
+                if r % 2:
+                    held.pop(0)
+                    gc.collect()
+            # the results still held were not overwritten by the other threads' reads
+            failures.extend(seed for idx, frames in held if not (oracles.read_barcode(frames) == idx).all())
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []

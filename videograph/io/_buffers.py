@@ -36,7 +36,10 @@ def _release(buf: mmap.mmap) -> None:
             pass
     _pool.append(buf)
     while len(_pool) > POOL_SIZE:
-        _pool.pop(0)  # the oldest is unmapped when its last reference goes
+        try:
+            _pool.pop(0)  # the oldest is unmapped when its last reference goes
+        except IndexError:  # another thread took buffers meanwhile
+            break
 
 
 def _take(nbytes: int):
