@@ -129,7 +129,8 @@ def test_large_buffers_skip_transparent_huge_pages():
     shape = (32, 1024, 1024)
     a = _buffers.empty_frames(shape)
     assert "hg" not in vm_flags(address(a) + a.nbytes // 2)
-    get = getattr(getattr(np, "_core", np.core).multiarray, "_get_madvise_hugepage", None)
+    core = getattr(np, "_core", None) or np.core
+    get = getattr(core.multiarray, "_get_madvise_hugepage", None)
     if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled") and get is not None and get():
         b = np.empty(shape, dtype=np.uint8)  # the oracle's side: the test can tell
         assert "hg" in vm_flags(address(b) + b.nbytes // 2)
