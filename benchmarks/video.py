@@ -11,6 +11,10 @@ torch uses one thread, FFmpeg its default threads.
 * decode: a full decode of the 1080p clip ../shared/data/videos/mmaction2/S001C001P001R001A001_rgb.avi
   (--smoke: a tiny clip this script writes) by ``VideoReader(path)[:]`` against the naive PyAV loop
   (``to_ndarray`` per frame of ``container.decode``, PyAV's default threading). Goal: >= 1.5x.
+  Each result is dropped once timed, as a caller done with it would: glibc recycles the naive loop's
+  per-frame buffers and the reader its output buffer (``videograph/io/_buffers.py``); "fresh" is the
+  reader with its buffer pool emptied before each read (the cost of a first read: fresh memory).
+  The median minor page faults of each say which memory was fresh.
   torchcodec's own decoder is timed beside them, frame by frame up to its first failure, compared per
   frame decoded (its frames of that AVI are not in display order, so the reader refuses torchcodec
   for it, see docs/io.md); null where torchcodec is absent.
@@ -34,6 +38,7 @@ where the 1080p clip is absent the decode figures are null (decode_video says so
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -50,6 +55,7 @@ from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from videograph.io import VideoReader, clip_indices, write_video  # noqa: E402
+from videograph.io import _buffers  # noqa: E402
 from videograph.io._torchcodec import torchcodec_available  # noqa: E402
 
 SHARED_DATA = os.environ.get("VIDEOGRAPH_SHARED_DATA", os.path.join(
@@ -61,9 +67,11 @@ KEYS = (
     "mode", "cpu_count", "load_avg_1min", "pyav_version", "torchcodec_version",
     # full decode
     "decode_video", "decode_frames", "decode_width", "decode_height",
-    "decode_naive_s", "decode_reader_s", "decode_torchcodec_s", "decode_naive_cpu_s", "decode_reader_cpu_s",
+    "decode_naive_s", "decode_reader_s", "decode_reader_fresh_s", "decode_torchcodec_s",
+    "decode_naive_cpu_s", "decode_reader_cpu_s", "decode_reader_fresh_cpu_s",
+    "decode_naive_page_faults", "decode_reader_page_faults", "decode_reader_fresh_page_faults",
     "decode_torchcodec_frames", "decode_naive_fps", "decode_reader_fps", "decode_torchcodec_fps",
-    "decode_speedup_vs_naive", "decode_torchcodec_speedup_vs_naive",
+    "decode_speedup_vs_naive", "decode_fresh_speedup_vs_naive", "decode_torchcodec_speedup_vs_naive",
     # sparse clips from a long video
     "sparse_video_seconds", "sparse_video_frames", "sparse_width", "sparse_height", "sparse_gop",
     "sparse_num_clips", "sparse_clip_len", "sparse_frames_requested",
@@ -75,17 +83,27 @@ KEYS = (
 )
 
 
-def interleaved_medians(steps, rounds, warmup, progress, desc):
-    """Median wall and CPU (all threads of this process) seconds of each step, round-robin."""
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def interleaved_medians(steps, rounds, warmup, progress, desc, faults=None):
+    """Median wall and CPU (all threads of this process) seconds of each step, round-robin; with a
+    ``faults`` dict, the median minor page faults of each step go in it (the result is dropped inside
+    the step's timing, as a caller that is done with it drops it)."""
     wall = {name: [] for name in steps}
     cpu = {name: [] for name in steps}
+    flt = {name: [] for name in steps}
     for r in tqdm(range(warmup + rounds), desc=desc, disable=not progress, leave=False):
         for name, step in steps.items():
-            t, c = time.perf_counter(), time.process_time()
+            f, t, c = minor_faults(), time.perf_counter(), time.process_time()
             step()
             if r >= warmup:
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(time.process_time() - c)
+                flt[name].append(minor_faults() - f)
+    if faults is not None:
+        faults.update({name: int(statistics.median(v)) for name, v in flt.items()})
     return ({name: statistics.median(v) for name, v in wall.items()},
             {name: statistics.median(v) for name, v in cpu.items()})
 
@@ -128,7 +146,10 @@ def bench_decode(args, path, results):
     with VideoReader(path) as reader:
         m = reader.metadata
     results.update(decode_frames=m.num_frames, decode_width=m.width, decode_height=m.height)
-    steps = {"naive": lambda: naive_decode(path), "reader": lambda: VideoReader(path)[:]}
+    def fresh():  # the reader without recycled output memory: what a first read costs
+        _buffers.clear()
+        VideoReader(path)[:]
+    steps = {"naive": lambda: naive_decode(path), "reader": lambda: VideoReader(path)[:], "fresh": fresh}
     tc_frames = None
     if args.torchcodec:
         from torchcodec.decoders import VideoDecoder
@@ -147,12 +168,17 @@ def bench_decode(args, path, results):
             return frames
         tc_frames = len(torchcodec_decode())
         steps["torchcodec"] = torchcodec_decode
-    sec, cpu = interleaved_medians(steps, args.rounds, 1, args.progress, "decode")
+    faults = {}
+    sec, cpu = interleaved_medians(steps, args.rounds, 1, args.progress, "decode", faults)
     n = m.num_frames
     results.update(decode_naive_s=sec["naive"], decode_reader_s=sec["reader"],
+                   decode_reader_fresh_s=sec["fresh"],
                    decode_naive_cpu_s=cpu["naive"], decode_reader_cpu_s=cpu["reader"],
+                   decode_reader_fresh_cpu_s=cpu["fresh"], decode_naive_page_faults=faults["naive"],
+                   decode_reader_page_faults=faults["reader"], decode_reader_fresh_page_faults=faults["fresh"],
                    decode_naive_fps=n / sec["naive"], decode_reader_fps=n / sec["reader"],
-                   decode_speedup_vs_naive=sec["naive"] / sec["reader"])
+                   decode_speedup_vs_naive=sec["naive"] / sec["reader"],
+                   decode_fresh_speedup_vs_naive=sec["naive"] / sec["fresh"])
     if "torchcodec" in sec:
         results.update(decode_torchcodec_s=sec["torchcodec"], decode_torchcodec_frames=tc_frames,
                        decode_torchcodec_fps=tc_frames / sec["torchcodec"],
@@ -233,7 +259,8 @@ def plot(results, path):
     plot_graph(results, axes[2])
     panels = [("decode", f"full decode, {results['decode_video'] or 'not measured'}",
                [("naive PyAV loop", "decode_naive_s"), ("VideoReader (PyAV)", "decode_reader_s"),
-                ("torchcodec", "decode_torchcodec_s")], 1.5, "decode_speedup_vs_naive"),
+                ("VideoReader,\nfresh memory", "decode_reader_fresh_s"), ("torchcodec", "decode_torchcodec_s")],
+               1.5, "decode_speedup_vs_naive"),
               ("sparse", f"{results['sparse_num_clips']} clips x {results['sparse_clip_len']} frames of a "
                          f"{results['sparse_video_seconds']} s video",
                [("decode whole (naive)", "sparse_whole_s"), ("VideoReader (PyAV)", "sparse_reader_s"),
@@ -241,7 +268,8 @@ def plot(results, path):
     for ax, (_, title, bars, goal, speed_key) in zip(axes, panels):
         labels = [label + ("" if results.get(key) is not None else "\n(not measured)") for label, key in bars]
         values = [results.get(key) or 0 for _, key in bars]
-        rects = ax.bar(range(len(bars)), values, color=["grey", "tab:blue", "tab:orange"])
+        colors = ["grey", "tab:blue"] + ["tab:cyan"] * (len(bars) - 3) + ["tab:orange"]
+        rects = ax.bar(range(len(bars)), values, color=colors)
         for rect, v in zip(rects, values):
             if v:
                 ax.annotate(f"{v:.2f} s", (rect.get_x() + rect.get_width() / 2, v), ha="center", va="bottom",

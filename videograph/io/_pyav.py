@@ -4,6 +4,7 @@ from typing import Iterator, Optional, Tuple
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 class DecodeError(Exception):
@@ -53,6 +54,10 @@ class PyAVBackend:
                 raise ValueError(f"{path!r}: its video stream holds no frames")
             self.stream.thread_type = "AUTO"  # frame + slice threading
             self.stream.thread_count = int(num_threads)
+            # One swscale context for every frame: ``frame.to_ndarray(format=...)`` builds a new one
+            # (and its thread pool) per frame. Same conversion, same pixels.
+            self._reformatter = VideoReformatter()
+            self._sws_threads = int(num_threads)
             self._gen: Optional[Iterator[Tuple[int, "av.VideoFrame"]]] = None
             self._first = None
             self._cursor = -1  # index of the next frame _gen yields (-1: no generator)
@@ -188,6 +193,12 @@ class PyAVBackend:
             self._cursor = index + 1
             yield index, frame
 
+    def _to_rgb(self, frame: "av.VideoFrame", out: np.ndarray) -> None:
+        """Convert ``frame`` to RGB (FFmpeg's swscale, as ``to_ndarray(format="rgb24")``) into ``out``
+        (uint8 ``[H, W, 3]``, displayed orientation)."""
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=self._sws_threads)
+        out[...] = rotate(rgb.to_ndarray(), self.rotation)
+
     def read(self, wanted: np.ndarray, out: np.ndarray) -> Optional[DecodeError]:
         """Decode the frames of ``wanted`` (sorted, unique) into ``out[j]`` (uint8 ``[len(wanted), H, W,
         3]``). Returns the error that stopped decoding, ``None`` when every frame came; frames are
@@ -195,7 +206,7 @@ class PyAVBackend:
         i, n = 0, len(wanted)
         first, self._first = self._first, None
         if first is not None and n and wanted[0] == 0 and self._cursor == 1:
-            out[0] = rotate(first.to_ndarray(format="rgb24"), self.rotation)
+            self._to_rgb(first, out[0])
             i = 1
         retried = -1
         while i < n:
@@ -209,7 +220,7 @@ class PyAVBackend:
                             retried = target  # a seek that landed past it: once more from the start
                             break
                         raise DecodeError(target, "the decoder skipped it")
-                    out[i] = rotate(frame.to_ndarray(format="rgb24"), self.rotation)
+                    self._to_rgb(frame, out[i])
                     i += 1
                     if i == n:
                         break

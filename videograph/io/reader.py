@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._buffers import empty_frames
 from ._pyav import DecodeError, PyAVBackend
 from ._torchcodec import TorchCodecBackend, torchcodec_available
 
@@ -201,7 +202,7 @@ class VideoReader:
         if idx.size == 0:
             return torch.empty((0, m.height, m.width, 3), dtype=torch.uint8)
         wanted, inverse = np.unique(idx, return_inverse=True)
-        out = np.empty((len(wanted), m.height, m.width, 3), dtype=np.uint8)
+        out = empty_frames((len(wanted), m.height, m.width, 3))
         error = self._decoder.read(wanted, out)
         if error is not None:
             lost = int((idx >= error.index).sum())
@@ -218,4 +219,5 @@ class VideoReader:
             out = out[:int((wanted < error.index).sum())]
         if len(inverse) == len(out) and (inverse == np.arange(len(out))).all():
             return torch.from_numpy(out)
-        return torch.from_numpy(out[inverse])
+        frames = empty_frames((len(inverse),) + out.shape[1:])
+        return torch.from_numpy(np.take(out, inverse, axis=0, out=frames))
