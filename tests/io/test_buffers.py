@@ -35,6 +35,15 @@ def test_small_buffers_are_plain_arrays_and_not_pooled(shape):
     assert len(_buffers._pool) == 0
 
 
+def test_without_anonymous_mappings_every_buffer_is_a_plain_array(pool, monkeypatch):
+    monkeypatch.setattr(_buffers, "_MAPPABLE", False)  # as on Windows
+    a = _buffers.empty_frames((4, 16, 16, 3))
+    assert a.shape == (4, 16, 16, 3) and a.base is None
+    del a
+    gc.collect()
+    assert len(_buffers._pool) == 0
+
+
 @pytest.mark.parametrize("holder", ["array", "view", "tensor", "tensor_view"])
 def test_a_buffer_in_use_is_never_handed_out(pool, holder):
     shape = (4, 16, 16, 3)

@@ -13,7 +13,8 @@ seconds here, the decoding 0.45 s). So a large buffer is:
   later read of about the same size reuses them without a page fault). A buffer in use is never
   handed out again: the pool only receives a buffer from the finaliser of the array that views it.
 
-Small buffers (under ``MIN_BYTES``) are plain ``np.empty``.
+Small buffers (under ``MIN_BYTES``), and every buffer where ``mmap`` has no anonymous private mappings
+(Windows), are plain ``np.empty``.
 """
 import mmap
 import weakref
@@ -24,7 +25,9 @@ import numpy as np
 MIN_BYTES = 16 << 20
 POOL_SIZE = 2  # buffers kept for reuse
 _pool: List[mmap.mmap] = []  # most recently released last
-_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+# POSIX only: elsewhere (Windows has no anonymous private mappings in ``mmap``) every buffer is ``np.empty``.
+_MAPPABLE = hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")
+_FLAGS = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)) if _MAPPABLE else 0
 
 
 def _release(buf: mmap.mmap) -> None:
@@ -58,7 +61,7 @@ def empty_frames(shape: Tuple[int, ...]) -> np.ndarray:
     """An uninitialised uint8 array of ``shape`` (as ``np.empty``), from a recycled buffer when large."""
     shape = tuple(int(s) for s in shape)
     nbytes = int(np.prod(shape, dtype=np.int64))
-    if nbytes < max(MIN_BYTES, 1):
+    if nbytes < max(MIN_BYTES, 1) or not _MAPPABLE:
         return np.empty(shape, dtype=np.uint8)
     buf = _take(nbytes)
     if buf is None:
