@@ -17,12 +17,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch_geometric.data import Batch, Data
-from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
+from torch_geometric.sampler import NodeSamplerInput
 
 from ..distributed import keyed_generator
 from ..graph import EdgeType
+from ..sampler.grouped_uniform import GroupedUniform
 from ..sampler.neighbor_loader import subgraph_from_sample
 from ..sampler.neighbor_sampler import NeighborSampler
+from ..sampler.segment_sample import FLOYD_MAX_K
 from .pgcn_targets import sample_proposals
 
 __all__ = ["DEFAULT_QUOTAS", "sample_videos", "KeyedSampleCollate", "split_videos"]
@@ -62,41 +64,29 @@ def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbor
                 raise ValueError(f"'graphs[{i}]' has no '{key}': build the graphs with proposal_batch(videos, "
                                  f"ground_truth) and split_videos")
     batch = Batch.from_data_list(list(graphs))
-    sampler = NeighborSampler(batch, list(num_neighbors), edge_types=_edge_types(quotas))
-    ptr, outputs, kinds = batch.ptr.tolist(), [], []
-    for v, graph in enumerate(graphs):
-        generator = keyed_generator(seed, epoch, int(graph.video_id.view(-1)[0]))
-        index, kind = sample_proposals(graph.category, torch.zeros(graph.num_nodes, dtype=torch.long), 1,
-                                       ratio=tuple(ratio), generator=generator)
-        sampler.generator = generator
-        outputs.append(sampler.sample_from_nodes(NodeSamplerInput(torch.arange(index.numel()), index + ptr[v])))
-        kinds.append(kind)
-    sample = subgraph_from_sample(batch, _hop_major(outputs))
-    kind = torch.cat(kinds)
+    num_slots, types = sum(ratio), _edge_types(quotas)
+    generators = [keyed_generator(seed, epoch, int(graph.video_id.view(-1)[0])) for graph in graphs]
+    # Each video's stream: its seed slots' floats, then the doubles of its neighbour draws (GroupedUniform).
+    uniform = torch.cat([torch.rand(1, num_slots, generator=g) for g in generators])
+    index, kind = sample_proposals(batch.category, batch.batch, len(graphs), ratio=tuple(ratio), uniform=uniform)
+    streams = GroupedUniform(generators, batch.batch, _stream_size(num_slots, num_neighbors, types.values(),
+                                                                   int(batch.ptr.diff().max())))
+    sampler = NeighborSampler(batch, list(num_neighbors), edge_types=types, generator=streams)
+    out = sampler.sample_from_nodes(NodeSamplerInput(torch.arange(index.numel()), index))
+    sample = subgraph_from_sample(batch, out)
     sample.kind = torch.cat([kind, torch.full((sample.num_nodes - kind.numel(),), -1, dtype=torch.long)])
     return sample
 
 
-def _hop_major(outputs: Sequence[SamplerOutput]) -> SamplerOutput:
-    # Concatenated video by video, then stably sorted by hop; local ids move with their nodes.
-    nodes = torch.tensor([list(out.num_sampled_nodes) for out in outputs])      # [V, H + 1]
-    edges = torch.tensor([list(out.num_sampled_edges) for out in outputs])      # [V, H]
-    num_videos, num_hops = edges.shape
-    node_hop = torch.arange(num_hops + 1).repeat(num_videos).repeat_interleave(nodes.view(-1))
-    edge_hop = torch.arange(num_hops).repeat(num_videos).repeat_interleave(edges.view(-1))
-    node_order = torch.argsort(node_hop, stable=True)
-    edge_order = torch.argsort(edge_hop, stable=True)
-    position = torch.empty_like(node_order)
-    position[node_order] = torch.arange(node_order.numel())
-    sizes = nodes.sum(1)
-    start = (sizes.cumsum(0) - sizes).repeat_interleave(edges.sum(1))         # each edge's video's first node
-    row = position[torch.cat([out.row for out in outputs]) + start][edge_order]
-    col = position[torch.cat([out.col for out in outputs]) + start][edge_order]
-    size = int(nodes[:, 0].sum())
-    return SamplerOutput(node=torch.cat([out.node for out in outputs])[node_order], row=row, col=col,
-                         edge=torch.cat([out.edge for out in outputs])[edge_order], batch=None,
-                         num_sampled_nodes=nodes.sum(0).tolist(), num_sampled_edges=edges.sum(0).tolist(),
-                         metadata=(torch.arange(size), None))
+def _stream_size(num_seeds: int, num_neighbors: Sequence[int], quotas, max_nodes: int) -> int:
+    # Doubles a video's Floyd draws read at most: per hop, [quota, frontier * kinds] then [N_s, frontier].
+    size, frontier = 0, num_seeds
+    caps = [q if 0 <= q <= FLOYD_MAX_K else FLOYD_MAX_K for q in quotas]
+    for k in num_neighbors:
+        k_cap = k if 0 <= k <= FLOYD_MAX_K else FLOYD_MAX_K
+        size += frontier * (len(caps) * max(caps, default=0) + k_cap)
+        frontier = min(frontier * k if k >= 0 else max_nodes, max_nodes)
+    return min(size, 4096)
 
 
 class KeyedSampleCollate:
