@@ -6,7 +6,8 @@ draw exactly what one process draws on the union of their videos.
 * :func:`sample_videos`: every video's fg : incomplete : bg seeds
   (:func:`~videograph.models.pgcn_targets.sample_proposals`) and their sampled neighbourhoods
   (:class:`~videograph.sampler.NeighborSampler`, P-GCN's ``N_s`` per layer from per-kind candidates), both from
-  the video's own keyed generator, as one mini-batch ordered hop by hop (all seeds first, then every video's
+  the video's own keyed generator (one :class:`~videograph.sampler.GroupedUniform` stream per video, one
+  vectorised sampler call per mini-batch), as one mini-batch ordered hop by hop (all seeds first, then every video's
   first hop, ...), the layout :class:`~videograph.models.PGCNLocalizer` trims layer by layer.
 * :class:`KeyedSampleCollate`: the same as the ``collate_fn`` of a :class:`torch.utils.data.DataLoader` over
   per-video graphs (``set_epoch`` every epoch, like :class:`~torch.utils.data.DistributedSampler`).
@@ -47,9 +48,10 @@ def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbor
     For every video, ``ratio = (fg, incomplete, bg)`` seed proposals
     (:func:`~videograph.models.pgcn_targets.sample_proposals`) and their ``num_neighbors`` neighbourhoods
     (:class:`~videograph.sampler.NeighborSampler`, ``quotas`` candidates per edge kind) are drawn, in that order,
-    from ``keyed_generator(seed, epoch, video_id)`` alone: one sampler over the batch's graphs, called once per
-    video with that video's generator (the draws only read the video's own in-edges, so they are those of the
-    video alone). The samples are then laid out hop by hop: the seeds of every video (video by video), then every
+    from ``keyed_generator(seed, epoch, video_id)`` alone, exactly as a sampler called on the video alone with
+    that generator would draw them, yet in one vectorised call over the batch: every video's numbers come from
+    its own stream (:class:`~videograph.sampler.GroupedUniform`; the draws only read the video's own in-edges).
+    The samples are laid out hop by hop: the seeds of every video (video by video), then every
     video's first-hop nodes, and so on, edges likewise, so the seeds are the first ``batch_size`` nodes and
     ``num_sampled_nodes`` / ``num_sampled_edges`` count per hop over all videos, as
     :func:`torch_geometric.utils.trim_to_layer` expects. Returns the sub-graph as
