@@ -14,7 +14,7 @@ draw exactly what one process draws on the union of their videos.
 * :func:`split_videos`: a :func:`~videograph.models.pgcn_train.proposal_batch` as per-video graphs.
 """
 import copy
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, MutableMapping, Optional, Sequence
 
 import torch
 from torch_geometric.data import Batch, Data
@@ -41,7 +41,8 @@ def _edge_types(quotas: Mapping[str, int]) -> Dict[int, int]:
 
 
 def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbors: Sequence[int] = (4, 4),
-                  quotas: Mapping[str, int] = DEFAULT_QUOTAS, ratio: Sequence[int] = (1, 6, 1)) -> Data:
+                  quotas: Mapping[str, int] = DEFAULT_QUOTAS, ratio: Sequence[int] = (1, 6, 1),
+                  cache: Optional[MutableMapping[int, NeighborSampler]] = None) -> Data:
     r"""One epoch's training mini-batch of ``graphs`` (per-video proposal graphs with ``category``, the other node
     targets and a ``video_id``: ``long [1]``, stable over epochs and processes).
 
@@ -57,7 +58,12 @@ def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbor
     :func:`torch_geometric.utils.trim_to_layer` expects. Returns the sub-graph as
     :class:`~videograph.sampler.NeighborLoader` builds it, plus ``kind`` (the seeds' slot categories, a
     fall-back slot is foreground; ``-1`` for the other nodes); ``batch`` tells each node's video (its position
-    in ``graphs``)."""
+    in ``graphs``).
+
+    ``cache`` (video id → that video's :class:`~videograph.sampler.NeighborSampler`, built with these
+    ``num_neighbors`` and ``quotas``) keeps every video's in-edges grouped from one call to the next (filled as
+    videos come; :class:`KeyedSampleCollate` keeps one), so a mini-batch's sampler is their concatenation
+    (:meth:`~videograph.sampler.NeighborSampler.cat`) instead of a sort of all its edges."""
     if len(graphs) == 0:
         raise ValueError("'graphs' is empty")
     for i, graph in enumerate(graphs):
@@ -67,13 +73,22 @@ def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbor
                                  f"ground_truth) and split_videos")
     batch = Batch.from_data_list(list(graphs))
     num_slots, types = sum(ratio), _edge_types(quotas)
-    generators = [keyed_generator(seed, epoch, int(graph.video_id.view(-1)[0])) for graph in graphs]
+    video_ids = [int(graph.video_id.view(-1)[0]) for graph in graphs]
+    generators = [keyed_generator(seed, epoch, video_id) for video_id in video_ids]
     # Each video's stream: its seed slots' floats, then the doubles of its neighbour draws (GroupedUniform).
     uniform = torch.cat([torch.rand(1, num_slots, generator=g) for g in generators])
     index, kind = sample_proposals(batch.category, batch.batch, len(graphs), ratio=tuple(ratio), uniform=uniform)
     streams = GroupedUniform(generators, batch.batch, _stream_size(num_slots, num_neighbors, types.values(),
                                                                    int(batch.ptr.diff().max())))
-    sampler = NeighborSampler(batch, list(num_neighbors), edge_types=types, generator=streams)
+    cache = {} if cache is None else cache
+    parts = []
+    for video_id, graph in zip(video_ids, graphs):
+        part = cache.get(video_id)
+        if part is None or part.num_nodes != graph.num_nodes or part.num_edges != graph.edge_index.size(1) \
+                or part.num_neighbors != list(num_neighbors) or part.edge_types != types:
+            part = cache[video_id] = NeighborSampler(graph, list(num_neighbors), edge_types=types)
+        parts.append(part)
+    sampler = NeighborSampler.cat(parts, generator=streams)
     out = sampler.sample_from_nodes(NodeSamplerInput(torch.arange(index.numel()), index))
     sample = subgraph_from_sample(batch, out)
     sample.kind = torch.cat([kind, torch.full((sample.num_nodes - kind.numel(),), -1, dtype=torch.long)])
@@ -96,9 +111,10 @@ class KeyedSampleCollate:
     mini-batch sampled by :func:`sample_videos` with this epoch's keys. Call
     :meth:`set_epoch` at the start of every epoch.
 
-    The draws happen in the calling process: keyed draws cannot be reproduced inside data-loading workers
-    (:class:`~videograph.sampler.NeighborSampler` re-seeds itself per worker), so a call from a worker raises
-    (use ``num_workers=0``).
+    Every video's in-edges are grouped once and kept by video id (the ``cache`` of :func:`sample_videos`), so
+    a video id must name one graph. The draws happen in the calling process: keyed draws cannot be reproduced
+    inside data-loading workers (:class:`~videograph.sampler.NeighborSampler` re-seeds itself per worker), so a
+    call from a worker raises (use ``num_workers=0``).
 
     Args:
         seed (int): the run's seed, first part of every key.
@@ -115,6 +131,7 @@ class KeyedSampleCollate:
         self.num_neighbors, self.ratio = tuple(num_neighbors), tuple(ratio)
         self.quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
         _edge_types(self.quotas)
+        self._cache: Dict[int, NeighborSampler] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -123,7 +140,7 @@ class KeyedSampleCollate:
         if torch.utils.data.get_worker_info() is not None:
             raise ValueError("KeyedSampleCollate draws in the main process: use the DataLoader with num_workers=0")
         return sample_videos(graphs, seed=self.seed, epoch=self.epoch, num_neighbors=self.num_neighbors,
-                             quotas=self.quotas, ratio=self.ratio)
+                             quotas=self.quotas, ratio=self.ratio, cache=self._cache)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(seed={self.seed}, num_neighbors={self.num_neighbors}, "

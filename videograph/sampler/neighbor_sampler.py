@@ -120,6 +120,7 @@ class NeighborSampler(BaseSampler):
         self.num_nodes = int(data.num_nodes)
 
         edge_index = _get_edge_index(data, edge_key, self.num_nodes)
+        self.num_edges = edge_index.size(1)
         src, dst = edge_index[0], edge_index[1]
         edge_id = None
         if edge_types is None:
@@ -145,11 +146,45 @@ class NeighborSampler(BaseSampler):
         self.perm = (perm if edge_id is None else edge_id[perm]).contiguous()
         self.ptr = torch.zeros(self.num_nodes * num_types + 1, dtype=torch.long)
         torch.cumsum(torch.bincount(key, minlength=self.num_nodes * num_types), 0, out=self.ptr[1:])
+        self._init_state()
+
+    def _init_state(self):
         self._buffers: List[Tensor] = []
         self._lock = threading.Lock()
         self._worker_seed: Optional[int] = None
         # How many processes have served as data-loading worker w (shared with them, see below).
         self._incarnations = torch.zeros(_MAX_WORKERS, dtype=torch.long).share_memory_()
+
+    @classmethod
+    def cat(cls, samplers: Sequence["NeighborSampler"], *,
+            generator: Optional[Union[torch.Generator, GroupedUniform]] = None) -> "NeighborSampler":
+        r"""The sampler of :obj:`Batch.from_data_list(graphs)` from the samplers of the :obj:`graphs`
+        (all with the same settings), without grouping the edges again: it draws exactly what
+        :obj:`NeighborSampler(batch, ...)` would."""
+        samplers = list(samplers)
+        if len(samplers) == 0 or not all(isinstance(s, cls) for s in samplers):
+            raise TypeError(f"'samplers' must be a non-empty sequence of {cls.__name__}")
+        if generator is not None and not isinstance(generator, (torch.Generator, GroupedUniform)):
+            raise TypeError(f"'generator' must be a torch.Generator or GroupedUniform "
+                            f"(got {type(generator).__name__})")
+        first = samplers[0]
+        settings = ("_num_neighbors", "replace", "sample", "edge_key", "edge_types", "num_types")
+        for i, other in enumerate(samplers[1:], 1):
+            if any(getattr(other, a) != getattr(first, a) for a in settings):
+                raise ValueError(f"'samplers[{i}]' does not share the settings of 'samplers[0]' ({first!r})")
+        self = cls.__new__(cls)
+        for a in settings + ("quota", ):
+            setattr(self, a, getattr(first, a))
+        self.generator = generator
+        nodes = torch.tensor([0] + [s.num_nodes for s in samplers]).cumsum(0)
+        edges = torch.tensor([0] + [s.num_edges for s in samplers]).cumsum(0)
+        kept = torch.tensor([0] + [s.row.numel() for s in samplers]).cumsum(0)
+        self.num_nodes, self.num_edges = int(nodes[-1]), int(edges[-1])
+        self.row = torch.cat([s.row + nodes[i] for i, s in enumerate(samplers)])
+        self.perm = torch.cat([s.perm + edges[i] for i, s in enumerate(samplers)])
+        self.ptr = torch.cat([first.ptr[:1]] + [s.ptr[1:] + kept[i] for i, s in enumerate(samplers)])
+        self._init_state()
+        return self
 
     # Configuration ###########################################################
 
