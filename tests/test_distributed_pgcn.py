@@ -91,6 +91,35 @@ def test_a_videos_draws_do_not_depend_on_its_batch(graphs, epoch):
     assert not torch.equal(other([graphs[0]]).x, collate([graphs[0]]).x)       # a new epoch, new draws
 
 
+@pytest.mark.parametrize("num_neighbors,quotas", [((4, 4), {"contextual": 8, "surrounding": 2}),
+                                                  ((40, 2), {"contextual": 40, "surrounding": 1})])
+def test_a_videos_draws_are_those_of_its_keyed_generator_alone(graphs, num_neighbors, quotas):
+    # Oracle: the video alone, its seeds (sample_proposals) then its neighbourhoods (NeighborSampler) drawn in
+    # that order from keyed_generator(seed, epoch, video_id); the batch holds them hop by hop, video by video.
+    from torch_geometric.sampler import NodeSamplerInput
+    from videograph.distributed import keyed_generator
+    from videograph.graph import EdgeType
+    from videograph.models.pgcn_targets import sample_proposals
+    from videograph.sampler import NeighborSampler
+
+    order = [6, 1, 11, 3]
+    merged = sample_videos([graphs[i] for i in order], seed=5, epoch=2, num_neighbors=num_neighbors, quotas=quotas)
+    hop = torch.arange(len(merged.num_sampled_nodes)).repeat_interleave(torch.tensor(merged.num_sampled_nodes))
+    types = {int(EdgeType[k.upper()]): q for k, q in quotas.items()}
+    for position, i in enumerate(order):
+        graph, generator = graphs[i], keyed_generator(5, 2, int(graphs[i].video_id))
+        seeds, kind = sample_proposals(graph.category, torch.zeros(graph.num_nodes, dtype=torch.long), 1,
+                                       generator=generator)
+        alone = NeighborSampler(graph, list(num_neighbors), edge_types=types, generator=generator)
+        ref = alone.sample_from_nodes(NodeSamplerInput(torch.arange(seeds.numel()), seeds))
+        ref_hop = torch.arange(len(ref.num_sampled_nodes)).repeat_interleave(torch.tensor(ref.num_sampled_nodes))
+        offset = sum(graphs[j].num_nodes for j in order[:position])
+        for h in range(len(num_neighbors) + 1):
+            mine = (merged.batch == position) & (hop == h)
+            assert torch.equal(merged.n_id[mine] - offset, ref.node[ref_hop == h])
+        assert torch.equal(merged.kind[:merged.batch_size][merged.batch[:merged.batch_size] == position], kind)
+
+
 def test_hop_major_layout_matches_the_untrimmed_graph(graphs):
     alone = [sample_videos([graphs[i]], seed=0, epoch=0) for i in range(4)]
     merged = sample_videos(graphs[:4], seed=0, epoch=0)

@@ -142,6 +142,26 @@ def test_sampler_is_seeded_and_custom_ratio():
     assert a[1].view(2, 6)[1].tolist() == [FOREGROUND] * 3 + [BACKGROUND] * 3
 
 
+def test_sampler_takes_each_videos_numbers_from_uniform():
+    # Each video's row of `uniform` decides its slots alone: the draws of video v equal its draws alone
+    # (the same category list, one video) with that row.
+    category = [0, 1, 1, 2, -1, 0, 0, 2, 0, 1, 0, -1]
+    batch = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
+    cat = torch.tensor(category)
+    uniform = torch.rand(4, 8, generator=torch.Generator().manual_seed(3))
+    index, kind = sample_proposals(cat, batch, 4, uniform=uniform)
+    for v in range(4):
+        mine = (batch == v).nonzero().view(-1)
+        alone, alone_kind = sample_proposals(cat[mine], torch.zeros(mine.numel(), dtype=torch.long), 1,
+                                             uniform=uniform[v:v + 1])
+        assert torch.equal(index.view(4, 8)[v], mine[alone]) and torch.equal(kind.view(4, 8)[v], alone_kind)
+    # a generator draws exactly that table
+    drawn = sample_proposals(cat, batch, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(drawn[0], index)
+    with pytest.raises(ValueError, match="'uniform' must be a tensor of shape \\(4, 8\\)"):
+        sample_proposals(cat, batch, 4, uniform=uniform[:, :7])
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(category=torch.tensor([1, 2]), batch=torch.tensor([0, 0])), "no foreground"),
     (dict(category=torch.tensor([0]), batch=torch.tensor([0]), ratio=(0, 6, 1)), "ratio"),

@@ -220,6 +220,25 @@ def test_edge_type_quotas_draw_uniformly_in_two_stages():
     assert chisquare(hist.numpy(), expected.numpy()).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("edge_types", [None, {CONTEXTUAL: 3, SURROUNDING: 1}, {SURROUNDING: 2}])
+def test_cat_of_per_graph_samplers_is_the_batch_sampler(make_proposal_batch, edge_types):
+    # The oracle: the sampler built on the Batch itself (its edges grouped anew); same CSC, same draws.
+    batch = make_proposal_batch(num_videos=3, num_proposals=50, seed=4)
+    whole = NeighborSampler(batch, [3, 2], edge_types=edge_types, generator=torch.Generator().manual_seed(8))
+    parts = [NeighborSampler(batch.get_example(v), [3, 2], edge_types=edge_types) for v in range(3)]
+    joined = NeighborSampler.cat(parts, generator=torch.Generator().manual_seed(8))
+    for name in ("row", "perm", "ptr"):
+        assert torch.equal(getattr(joined, name), getattr(whole, name))
+    seeds = NodeSamplerInput(torch.arange(5), torch.tensor([3, 70, 140, 3, 99]))
+    a, b = whole.sample_from_nodes(seeds), joined.sample_from_nodes(seeds)
+    for name in ("node", "row", "col", "edge"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    with pytest.raises(ValueError, match="settings"):
+        NeighborSampler.cat([parts[0], NeighborSampler(batch.get_example(1), [3])])
+    with pytest.raises(TypeError, match="samplers"):
+        NeighborSampler.cat([])
+
+
 def test_sample_switch_takes_whole_neighbourhood_at_test_time(make_proposal_batch):
     batch = make_proposal_batch(num_videos=1, num_proposals=30)
     sampler = NeighborSampler(batch, [2, 2], generator=torch.Generator().manual_seed(17))

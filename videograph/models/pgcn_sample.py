@@ -6,23 +6,26 @@ draw exactly what one process draws on the union of their videos.
 * :func:`sample_videos`: every video's fg : incomplete : bg seeds
   (:func:`~videograph.models.pgcn_targets.sample_proposals`) and their sampled neighbourhoods
   (:class:`~videograph.sampler.NeighborSampler`, P-GCN's ``N_s`` per layer from per-kind candidates), both from
-  the video's own keyed generator, as one mini-batch ordered hop by hop (all seeds first, then every video's
+  the video's own keyed generator (one :class:`~videograph.sampler.GroupedUniform` stream per video, one
+  vectorised sampler call per mini-batch), as one mini-batch ordered hop by hop (all seeds first, then every video's
   first hop, ...), the layout :class:`~videograph.models.PGCNLocalizer` trims layer by layer.
 * :class:`KeyedSampleCollate`: the same as the ``collate_fn`` of a :class:`torch.utils.data.DataLoader` over
   per-video graphs (``set_epoch`` every epoch, like :class:`~torch.utils.data.DistributedSampler`).
 * :func:`split_videos`: a :func:`~videograph.models.pgcn_train.proposal_batch` as per-video graphs.
 """
 import copy
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, MutableMapping, Optional, Sequence
 
 import torch
 from torch_geometric.data import Batch, Data
-from torch_geometric.sampler import NodeSamplerInput, SamplerOutput
+from torch_geometric.sampler import NodeSamplerInput
 
 from ..distributed import keyed_generator
 from ..graph import EdgeType
+from ..sampler.grouped_uniform import GroupedUniform
 from ..sampler.neighbor_loader import subgraph_from_sample
 from ..sampler.neighbor_sampler import NeighborSampler
+from ..sampler.segment_sample import FLOYD_MAX_K
 from .pgcn_targets import sample_proposals
 
 __all__ = ["DEFAULT_QUOTAS", "sample_videos", "KeyedSampleCollate", "split_videos"]
@@ -38,22 +41,29 @@ def _edge_types(quotas: Mapping[str, int]) -> Dict[int, int]:
 
 
 def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbors: Sequence[int] = (4, 4),
-                  quotas: Mapping[str, int] = DEFAULT_QUOTAS, ratio: Sequence[int] = (1, 6, 1)) -> Data:
+                  quotas: Mapping[str, int] = DEFAULT_QUOTAS, ratio: Sequence[int] = (1, 6, 1),
+                  cache: Optional[MutableMapping[int, NeighborSampler]] = None) -> Data:
     r"""One epoch's training mini-batch of ``graphs`` (per-video proposal graphs with ``category``, the other node
     targets and a ``video_id``: ``long [1]``, stable over epochs and processes).
 
     For every video, ``ratio = (fg, incomplete, bg)`` seed proposals
     (:func:`~videograph.models.pgcn_targets.sample_proposals`) and their ``num_neighbors`` neighbourhoods
     (:class:`~videograph.sampler.NeighborSampler`, ``quotas`` candidates per edge kind) are drawn, in that order,
-    from ``keyed_generator(seed, epoch, video_id)`` alone: one sampler over the batch's graphs, called once per
-    video with that video's generator (the draws only read the video's own in-edges, so they are those of the
-    video alone). The samples are then laid out hop by hop: the seeds of every video (video by video), then every
+    from ``keyed_generator(seed, epoch, video_id)`` alone, exactly as a sampler called on the video alone with
+    that generator would draw them, yet in one vectorised call over the batch: every video's numbers come from
+    its own stream (:class:`~videograph.sampler.GroupedUniform`; the draws only read the video's own in-edges).
+    The samples are laid out hop by hop: the seeds of every video (video by video), then every
     video's first-hop nodes, and so on, edges likewise, so the seeds are the first ``batch_size`` nodes and
     ``num_sampled_nodes`` / ``num_sampled_edges`` count per hop over all videos, as
     :func:`torch_geometric.utils.trim_to_layer` expects. Returns the sub-graph as
     :class:`~videograph.sampler.NeighborLoader` builds it, plus ``kind`` (the seeds' slot categories, a
     fall-back slot is foreground; ``-1`` for the other nodes); ``batch`` tells each node's video (its position
-    in ``graphs``)."""
+    in ``graphs``).
+
+    ``cache`` (video id → that video's :class:`~videograph.sampler.NeighborSampler`, built with these
+    ``num_neighbors`` and ``quotas``) keeps every video's in-edges grouped from one call to the next (filled as
+    videos come; :class:`KeyedSampleCollate` keeps one), so a mini-batch's sampler is their concatenation
+    (:meth:`~videograph.sampler.NeighborSampler.cat`) instead of a sort of all its edges."""
     if len(graphs) == 0:
         raise ValueError("'graphs' is empty")
     for i, graph in enumerate(graphs):
@@ -62,41 +72,38 @@ def sample_videos(graphs: Sequence[Data], *, seed: int, epoch: int, num_neighbor
                 raise ValueError(f"'graphs[{i}]' has no '{key}': build the graphs with proposal_batch(videos, "
                                  f"ground_truth) and split_videos")
     batch = Batch.from_data_list(list(graphs))
-    sampler = NeighborSampler(batch, list(num_neighbors), edge_types=_edge_types(quotas))
-    ptr, outputs, kinds = batch.ptr.tolist(), [], []
-    for v, graph in enumerate(graphs):
-        generator = keyed_generator(seed, epoch, int(graph.video_id.view(-1)[0]))
-        index, kind = sample_proposals(graph.category, torch.zeros(graph.num_nodes, dtype=torch.long), 1,
-                                       ratio=tuple(ratio), generator=generator)
-        sampler.generator = generator
-        outputs.append(sampler.sample_from_nodes(NodeSamplerInput(torch.arange(index.numel()), index + ptr[v])))
-        kinds.append(kind)
-    sample = subgraph_from_sample(batch, _hop_major(outputs))
-    kind = torch.cat(kinds)
+    num_slots, types = sum(ratio), _edge_types(quotas)
+    video_ids = [int(graph.video_id.view(-1)[0]) for graph in graphs]
+    generators = [keyed_generator(seed, epoch, video_id) for video_id in video_ids]
+    # Each video's stream: its seed slots' floats, then the doubles of its neighbour draws (GroupedUniform).
+    uniform = torch.cat([torch.rand(1, num_slots, generator=g) for g in generators])
+    index, kind = sample_proposals(batch.category, batch.batch, len(graphs), ratio=tuple(ratio), uniform=uniform)
+    streams = GroupedUniform(generators, batch.batch, _stream_size(num_slots, num_neighbors, types.values(),
+                                                                   int(batch.ptr.diff().max())))
+    cache = {} if cache is None else cache
+    parts = []
+    for video_id, graph in zip(video_ids, graphs):
+        part = cache.get(video_id)
+        if part is None or part.num_nodes != graph.num_nodes or part.num_edges != graph.edge_index.size(1) \
+                or part.num_neighbors != list(num_neighbors) or part.edge_types != types:
+            part = cache[video_id] = NeighborSampler(graph, list(num_neighbors), edge_types=types)
+        parts.append(part)
+    sampler = NeighborSampler.cat(parts, generator=streams)
+    out = sampler.sample_from_nodes(NodeSamplerInput(torch.arange(index.numel()), index))
+    sample = subgraph_from_sample(batch, out)
     sample.kind = torch.cat([kind, torch.full((sample.num_nodes - kind.numel(),), -1, dtype=torch.long)])
     return sample
 
 
-def _hop_major(outputs: Sequence[SamplerOutput]) -> SamplerOutput:
-    # Concatenated video by video, then stably sorted by hop; local ids move with their nodes.
-    nodes = torch.tensor([list(out.num_sampled_nodes) for out in outputs])      # [V, H + 1]
-    edges = torch.tensor([list(out.num_sampled_edges) for out in outputs])      # [V, H]
-    num_videos, num_hops = edges.shape
-    node_hop = torch.arange(num_hops + 1).repeat(num_videos).repeat_interleave(nodes.view(-1))
-    edge_hop = torch.arange(num_hops).repeat(num_videos).repeat_interleave(edges.view(-1))
-    node_order = torch.argsort(node_hop, stable=True)
-    edge_order = torch.argsort(edge_hop, stable=True)
-    position = torch.empty_like(node_order)
-    position[node_order] = torch.arange(node_order.numel())
-    sizes = nodes.sum(1)
-    start = (sizes.cumsum(0) - sizes).repeat_interleave(edges.sum(1))         # each edge's video's first node
-    row = position[torch.cat([out.row for out in outputs]) + start][edge_order]
-    col = position[torch.cat([out.col for out in outputs]) + start][edge_order]
-    size = int(nodes[:, 0].sum())
-    return SamplerOutput(node=torch.cat([out.node for out in outputs])[node_order], row=row, col=col,
-                         edge=torch.cat([out.edge for out in outputs])[edge_order], batch=None,
-                         num_sampled_nodes=nodes.sum(0).tolist(), num_sampled_edges=edges.sum(0).tolist(),
-                         metadata=(torch.arange(size), None))
+def _stream_size(num_seeds: int, num_neighbors: Sequence[int], quotas, max_nodes: int) -> int:
+    # Doubles a video's Floyd draws read at most: per hop, [quota, frontier * kinds] then [N_s, frontier].
+    size, frontier = 0, num_seeds
+    caps = [q if 0 <= q <= FLOYD_MAX_K else FLOYD_MAX_K for q in quotas]
+    for k in num_neighbors:
+        k_cap = k if 0 <= k <= FLOYD_MAX_K else FLOYD_MAX_K
+        size += frontier * (len(caps) * max(caps, default=0) + k_cap)
+        frontier = min(frontier * k if k >= 0 else max_nodes, max_nodes)
+    return min(size, 4096)
 
 
 class KeyedSampleCollate:
@@ -104,9 +111,10 @@ class KeyedSampleCollate:
     mini-batch sampled by :func:`sample_videos` with this epoch's keys. Call
     :meth:`set_epoch` at the start of every epoch.
 
-    The draws happen in the calling process: keyed draws cannot be reproduced inside data-loading workers
-    (:class:`~videograph.sampler.NeighborSampler` re-seeds itself per worker), so a call from a worker raises
-    (use ``num_workers=0``).
+    Every video's in-edges are grouped once and kept by video id (the ``cache`` of :func:`sample_videos`), so
+    a video id must name one graph. The draws happen in the calling process: keyed draws cannot be reproduced
+    inside data-loading workers (:class:`~videograph.sampler.NeighborSampler` re-seeds itself per worker), so a
+    call from a worker raises (use ``num_workers=0``).
 
     Args:
         seed (int): the run's seed, first part of every key.
@@ -123,6 +131,7 @@ class KeyedSampleCollate:
         self.num_neighbors, self.ratio = tuple(num_neighbors), tuple(ratio)
         self.quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
         _edge_types(self.quotas)
+        self._cache: Dict[int, NeighborSampler] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -131,7 +140,7 @@ class KeyedSampleCollate:
         if torch.utils.data.get_worker_info() is not None:
             raise ValueError("KeyedSampleCollate draws in the main process: use the DataLoader with num_workers=0")
         return sample_videos(graphs, seed=self.seed, epoch=self.epoch, num_neighbors=self.num_neighbors,
-                             quotas=self.quotas, ratio=self.ratio)
+                             quotas=self.quotas, ratio=self.ratio, cache=self._cache)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(seed={self.seed}, num_neighbors={self.num_neighbors}, "

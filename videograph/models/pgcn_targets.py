@@ -132,7 +132,8 @@ def proposal_targets(segments: Tensor, batch: Tensor, gt_segments: Tensor, gt_la
 
 
 def sample_proposals(category: Tensor, batch: Tensor, num_videos: int, *, ratio: Sequence[int] = (1, 6, 1),
-                     generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+                     generator: Optional[torch.Generator] = None,
+                     uniform: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     r"""Draws, per video, ``ratio = (fg, incomplete, bg)`` training proposals uniformly with replacement from each
     category, as P-GCN's ``_video_centric_sampling`` does; a slot whose category is empty in its video takes a
     foreground proposal instead (the reference code's fall-back, for incomplete and background alike).
@@ -166,6 +167,11 @@ def sample_proposals(category: Tensor, batch: Tensor, num_videos: int, *, ratio:
     empty = counts.gather(1, slot_kind) == 0
     slot_kind = torch.where(empty, FOREGROUND, slot_kind)
     size = counts.gather(1, slot_kind)
-    draw = (torch.rand(slot_kind.shape, generator=generator) * size).long().clamp(max=size - 1)
+    if uniform is None:
+        uniform = torch.rand(slot_kind.shape, generator=generator)
+    elif not isinstance(uniform, Tensor) or uniform.shape != slot_kind.shape:
+        raise ValueError(f"'uniform' must be a tensor of shape {tuple(slot_kind.shape)} (videos, slots), got "
+                         f"{tuple(uniform.shape) if isinstance(uniform, Tensor) else type(uniform).__name__}")
+    draw = (uniform * size).long().clamp(max=size - 1)
     index = order[start[video, slot_kind] + draw]
     return index.view(-1), slot_kind.reshape(-1)

@@ -14,6 +14,7 @@ from torch_geometric.sampler import (
 from torch_geometric.sampler.base import NumNeighbors
 from torch_geometric.sampler.neighbor_sampler import edge_sample, node_sample
 
+from videograph.sampler.grouped_uniform import GroupedUniform
 from videograph.sampler.segment_sample import segment_sample
 
 __all__ = ["NeighborSampler"]
@@ -83,7 +84,11 @@ class NeighborSampler(BaseSampler):
             neighbourhood whole (P-GCN does not sample at test time); can be
             switched later through the :obj:`sample` attribute.
             (default: :obj:`True`)
-        generator (torch.Generator, optional): The source of randomness. In
+        generator (torch.Generator or GroupedUniform, optional): The source
+            of randomness. A :class:`~videograph.sampler.GroupedUniform`
+            (with every node's :obj:`group`) draws each group's nodes exactly
+            as a call on that group's seeds alone with that group's generator
+            would (groups must not share edges; main process only). In
             data-loading worker :math:`w` of the :math:`e`-th epoch (of
             :math:`W` workers), the sampler draws from a generator seeded
             with a number drawn from its copy of this one plus
@@ -100,12 +105,13 @@ class NeighborSampler(BaseSampler):
         replace: bool = False,
         edge_types: Optional[Mapping[int, int]] = None,
         sample: bool = True,
-        generator: Optional[torch.Generator] = None,
+        generator: Optional[Union[torch.Generator, GroupedUniform]] = None,
     ):
         if not isinstance(data, Data):
             raise TypeError(f"'data' must be a torch_geometric.data.Data or Batch (got {type(data).__name__})")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"'generator' must be a torch.Generator (got {type(generator).__name__})")
+        if generator is not None and not isinstance(generator, (torch.Generator, GroupedUniform)):
+            raise TypeError(f"'generator' must be a torch.Generator or GroupedUniform "
+                            f"(got {type(generator).__name__})")
         self.num_neighbors = num_neighbors
         self.replace = bool(replace)
         self.sample = bool(sample)
@@ -114,6 +120,7 @@ class NeighborSampler(BaseSampler):
         self.num_nodes = int(data.num_nodes)
 
         edge_index = _get_edge_index(data, edge_key, self.num_nodes)
+        self.num_edges = edge_index.size(1)
         src, dst = edge_index[0], edge_index[1]
         edge_id = None
         if edge_types is None:
@@ -139,11 +146,45 @@ class NeighborSampler(BaseSampler):
         self.perm = (perm if edge_id is None else edge_id[perm]).contiguous()
         self.ptr = torch.zeros(self.num_nodes * num_types + 1, dtype=torch.long)
         torch.cumsum(torch.bincount(key, minlength=self.num_nodes * num_types), 0, out=self.ptr[1:])
+        self._init_state()
+
+    def _init_state(self):
         self._buffers: List[Tensor] = []
         self._lock = threading.Lock()
         self._worker_seed: Optional[int] = None
         # How many processes have served as data-loading worker w (shared with them, see below).
         self._incarnations = torch.zeros(_MAX_WORKERS, dtype=torch.long).share_memory_()
+
+    @classmethod
+    def cat(cls, samplers: Sequence["NeighborSampler"], *,
+            generator: Optional[Union[torch.Generator, GroupedUniform]] = None) -> "NeighborSampler":
+        r"""The sampler of :obj:`Batch.from_data_list(graphs)` from the samplers of the :obj:`graphs`
+        (all with the same settings), without grouping the edges again: it draws exactly what
+        :obj:`NeighborSampler(batch, ...)` would."""
+        samplers = list(samplers)
+        if len(samplers) == 0 or not all(isinstance(s, cls) for s in samplers):
+            raise TypeError(f"'samplers' must be a non-empty sequence of {cls.__name__}")
+        if generator is not None and not isinstance(generator, (torch.Generator, GroupedUniform)):
+            raise TypeError(f"'generator' must be a torch.Generator or GroupedUniform "
+                            f"(got {type(generator).__name__})")
+        first = samplers[0]
+        settings = ("_num_neighbors", "replace", "sample", "edge_key", "edge_types", "num_types")
+        for i, other in enumerate(samplers[1:], 1):
+            if any(getattr(other, a) != getattr(first, a) for a in settings):
+                raise ValueError(f"'samplers[{i}]' does not share the settings of 'samplers[0]' ({first!r})")
+        self = cls.__new__(cls)
+        for a in settings + ("quota", ):
+            setattr(self, a, getattr(first, a))
+        self.generator = generator
+        nodes = torch.tensor([0] + [s.num_nodes for s in samplers]).cumsum(0)
+        edges = torch.tensor([0] + [s.num_edges for s in samplers]).cumsum(0)
+        kept = torch.tensor([0] + [s.row.numel() for s in samplers]).cumsum(0)
+        self.num_nodes, self.num_edges = int(nodes[-1]), int(edges[-1])
+        self.row = torch.cat([s.row + nodes[i] for i, s in enumerate(samplers)])
+        self.perm = torch.cat([s.perm + edges[i] for i, s in enumerate(samplers)])
+        self.ptr = torch.cat([first.ptr[:1]] + [s.ptr[1:] + kept[i] for i, s in enumerate(samplers)])
+        self._init_state()
+        return self
 
     # Configuration ###########################################################
 
@@ -264,7 +305,7 @@ class NeighborSampler(BaseSampler):
         if self.quota is None:
             start = self.ptr.index_select(0, frontier)
             count = self.ptr.index_select(0, frontier + 1) - start
-            target, offset, _ = segment_sample(count, k, self.replace, self.generator)
+            target, offset, _ = segment_sample(count, k, self.replace, self.generator, group=self._group(frontier))
             return target, start.index_select(0, target) + offset
 
         num_types = self.num_types
@@ -272,12 +313,22 @@ class NeighborSampler(BaseSampler):
         start = self.ptr.index_select(0, virtual)
         count = self.ptr.index_select(0, virtual + 1) - start
         quota = self.quota.repeat(frontier.numel()) if self.sample else -1
-        segment, offset, num = segment_sample(count, quota, self.replace, self.generator)
+        group = self._group(frontier)
+        segment, offset, num = segment_sample(count, quota, self.replace, self.generator,
+                                              group=None if group is None else group.repeat_interleave(num_types))
         candidate = start.index_select(0, segment) + offset
         num_candidates = num.view(-1, num_types).sum(-1)
-        target, offset, _ = segment_sample(num_candidates, k, self.replace, self.generator)
+        target, offset, _ = segment_sample(num_candidates, k, self.replace, self.generator, group=group)
         first = num_candidates.cumsum(0) - num_candidates
         return target, candidate.index_select(0, first.index_select(0, target) + offset)
+
+    def _group(self, node: Tensor) -> Optional[Tensor]:
+        if not isinstance(self.generator, GroupedUniform):
+            return None
+        if self.generator.group is None or self.generator.group.numel() != self.num_nodes:
+            raise ValueError(f"a GroupedUniform 'generator' needs 'group' with one group id per node "
+                             f"({self.num_nodes})")
+        return self.generator.group.index_select(0, node)
 
     def _fork_generator_in_worker(self):
         # Data-loading workers receive copies of the generator in one state and would all draw the same
@@ -290,6 +341,9 @@ class NeighborSampler(BaseSampler):
         info = torch.utils.data.get_worker_info()
         if self.generator is None or info is None or self._worker_seed == info.seed:
             return
+        if isinstance(self.generator, GroupedUniform):
+            raise ValueError(f"'{self.__class__.__name__}' draws from a GroupedUniform in the main process only: "
+                             f"use num_workers=0")
         if info.id >= self._incarnations.numel():
             raise ValueError(f"'{self.__class__.__name__}' supports at most {self._incarnations.numel()} "
                              f"data-loading workers (got worker id {info.id})")

@@ -3,6 +3,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from videograph.sampler.grouped_uniform import GroupedUniform
+
 __all__ = ["segment_sample"]
 
 # Above this many draws per segment the Floyd loop (O(k^2) per segment) loses to
@@ -14,8 +16,9 @@ def segment_sample(
     count: Tensor,
     k: Union[int, Tensor],
     replace: bool = False,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[Union[torch.Generator, GroupedUniform]] = None,
     method: str = "auto",
+    group: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Draws uniformly at random :math:`\min(\text{count}_r, k_r)` distinct
     offsets from every segment :math:`r` of size :math:`\text{count}_r`
@@ -36,11 +39,17 @@ def segment_sample(
             :obj:`replace=True`).
         replace (bool, optional): If set to :obj:`True`, draws with
             replacement. (default: :obj:`False`)
-        generator (torch.Generator, optional): The source of randomness.
-            (default: :obj:`None`)
+        generator (torch.Generator or GroupedUniform, optional): The source
+            of randomness; a :class:`~videograph.sampler.GroupedUniform`
+            draws every group's segments exactly as a call on them alone
+            with that group's generator would. (default: :obj:`None`)
         method (str, optional): :obj:`"floyd"`, :obj:`"sort"` or
-            :obj:`"auto"` (Floyd up to 32 draws per segment).
+            :obj:`"auto"` (Floyd up to 32 draws per segment, decided per
+            group with a :class:`~videograph.sampler.GroupedUniform`).
             (default: :obj:`"auto"`)
+        group (torch.Tensor, optional): The group of every segment, needed
+            with a :class:`~videograph.sampler.GroupedUniform`.
+            (default: :obj:`None`)
 
     Returns:
         :obj:`(segment, offset, num)`: for every draw its segment index and
@@ -48,7 +57,8 @@ def segment_sample(
         segment order, and the number of draws per segment.
 
     Shapes:
-        - **input:** count :math:`(R)`, k :math:`()` or :math:`(R)`
+        - **input:** count :math:`(R)`, k :math:`()` or :math:`(R)`,
+          group :math:`(R)`
         - **output:** segment :math:`(S)`, offset :math:`(S)`, num :math:`(R)`
           with :math:`S = \sum_r \text{num}_r`
     """
@@ -58,6 +68,10 @@ def segment_sample(
         raise ValueError(f"'method' must be 'auto', 'floyd' or 'sort' (got {method!r})")
     device = count.device
     num_segments = count.numel()
+    grouped = isinstance(generator, GroupedUniform)
+    if grouped and (not isinstance(group, Tensor) or group.shape != count.shape):
+        raise ValueError("a GroupedUniform 'generator' needs 'group', a torch.long tensor with one group id per "
+                         "segment")
     k = torch.as_tensor(k, dtype=torch.long, device=device).expand(num_segments)
     if bool((k < -1).any()):
         raise ValueError("'k' must be -1 (whole segment) or a non-negative count")
@@ -76,34 +90,42 @@ def segment_sample(
     slot = torch.arange(total, device=device) - ptr.index_select(0, segment)
 
     if replace:
-        u = torch.rand(total, dtype=torch.float64, generator=generator, device=device)
+        if grouped:
+            u = generator.take(group.index_select(0, segment)).to(device)
+        else:
+            u = torch.rand(total, dtype=torch.float64, generator=generator, device=device)
         offset = (u * count.index_select(0, segment)).long()
         return segment, torch.where(whole.index_select(0, segment), slot, offset), num
 
     proper = count > num  # segments that need a random proper subset
     if not bool(proper.any()):
         return segment, slot, num
+    if grouped:
+        return segment, _grouped_subsets(count, num, proper, segment, slot, group, generator, method), num
 
     if method == "sort" or (method == "auto" and int(num.max()) > FLOYD_MAX_K):
         offset = slot.clone()
         mask = proper.index_select(0, segment)
         rows = proper.nonzero().view(-1)
-        offset[mask] = _sorted_keys(count.index_select(0, rows), num.index_select(0, rows), generator)
+        count_rows = count.index_select(0, rows)
+        u = torch.rand(int(count_rows.sum()), dtype=torch.float64, generator=generator, device=device)
+        offset[mask] = _sorted_keys(count_rows, num.index_select(0, rows), u, torch.arange(rows.numel(), device=device))
         return segment, offset, num
 
     # Dense [segments, k_max] table: Floyd's picks for proper subsets, 0, 1, ... otherwise.
     k_max = int(num.max())
-    picks = _floyd(count, num, k_max, generator)
+    u = torch.rand(k_max, count.numel(), dtype=torch.float64, generator=generator, device=device)
+    picks = _floyd(count, num, k_max, u)
     picks = torch.where(proper.unsqueeze(-1), picks, torch.arange(k_max, device=device))
     offset = picks.view(-1).index_select(0, segment * k_max + slot)
     return segment, offset, num
 
 
-def _floyd(count: Tensor, k: Tensor, k_max: int, generator: Optional[torch.Generator]) -> Tensor:
+def _floyd(count: Tensor, k: Tensor, k_max: int, u: Tensor) -> Tensor:
     # Floyd's algorithm: for j = n - k, ..., n - 1 draw t in [0, j]; keep t unless already
     # taken, then keep j. Every k-subset comes out with probability 1 / C(n, k).
+    # u [k_max, segments]: step s of segment r uses u[s, r].
     picks = torch.empty(count.numel(), k_max, dtype=torch.long, device=count.device)
-    u = torch.rand(k_max, count.numel(), dtype=torch.float64, generator=generator, device=count.device)
     base = count - k
     for step in range(k_max):
         j = base + step
@@ -116,14 +138,68 @@ def _floyd(count: Tensor, k: Tensor, k_max: int, generator: Optional[torch.Gener
     return picks
 
 
-def _sorted_keys(count: Tensor, k: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    # A random permutation per segment from sorting (segment + U[0, 1)) keys; keep the first k.
+def _sorted_keys(count: Tensor, k: Tensor, u: Tensor, key_row: Tensor) -> Tensor:
+    # A random permutation per segment from sorting (key_row + U[0, 1)) keys (u: one per element, segment by
+    # segment); keep the first k. Sorted by key, then stably by segment.
     num_rows = count.numel()
     total = int(count.sum())
     row = torch.repeat_interleave(torch.arange(num_rows, device=count.device), count, output_size=total)
-    keys = torch.rand(total, dtype=torch.float64, generator=generator, device=count.device) + row
+    keys = u + key_row.index_select(0, row)
     order = keys.argsort()
+    order = order.index_select(0, torch.argsort(row.index_select(0, order), stable=True))
     ptr = count.cumsum(0) - count
-    within = order - ptr[row]  # `row[order] == row` since keys sort by segment first
+    within = order - ptr[row]
     keep = torch.arange(total, device=count.device) - ptr[row] < k[row]
     return within[keep]
+
+
+def _grouped_subsets(count: Tensor, num: Tensor, proper: Tensor, segment: Tensor, slot: Tensor, group: Tensor,
+                     streams: GroupedUniform, method: str) -> Tensor:
+    # Every group's proper subsets as its own call would draw them: per group, Floyd over a [k_max_g, R_g]
+    # table of its next values (R_g its segments, k_max_g their largest quota), or sorted keys over its proper
+    # segments; a group without a proper subset draws nothing.
+    device = count.device
+    num_groups = streams.num_groups
+    group = group.to(device)
+    num_rows = torch.bincount(group, minlength=num_groups)
+    has_proper = torch.zeros(num_groups, dtype=torch.bool, device=device).index_fill_(0, group[proper], True)
+    k_max = torch.zeros(num_groups, dtype=torch.long, device=device).scatter_reduce_(0, group, num, "amax")
+    if method == "sort":
+        by_sort = has_proper
+    elif method == "floyd":
+        by_sort = torch.zeros_like(has_proper)
+    else:
+        by_sort = has_proper & (k_max > FLOYD_MAX_K)
+    by_floyd = has_proper & ~by_sort
+    offset = slot.clone()
+
+    if bool(by_floyd.any()):
+        # Group g's values fill its table step-major: value l is step l // R_g of its (l % R_g)-th segment.
+        size = torch.where(by_floyd, k_max * num_rows, torch.zeros_like(k_max))
+        request = torch.repeat_interleave(torch.arange(num_groups, device=device), size)
+        values = streams.take(request).to(device)
+        local = torch.arange(request.numel(), device=device) - (size.cumsum(0) - size).index_select(0, request)
+        rows_of = torch.argsort(group, stable=True)                       # segments group by group, in order
+        width = num_rows.index_select(0, request)
+        first = (num_rows.cumsum(0) - num_rows).index_select(0, request)
+        column = rows_of.index_select(0, first + local % width)
+        k_top = int(k_max[by_floyd].max())
+        u = torch.zeros(k_top, count.numel(), dtype=torch.float64, device=device)
+        u[local // width, column] = values
+        picks = _floyd(count, num, k_top, u)
+        mask = (proper & by_floyd.index_select(0, group)).index_select(0, segment)
+        picked = picks.view(-1).index_select(0, segment * k_top + slot)
+        offset = torch.where(mask, picked, offset)
+
+    if bool(by_sort.any()):
+        rows = (proper & by_sort.index_select(0, group)).nonzero().view(-1)
+        count_rows, row_group = count.index_select(0, rows), group.index_select(0, rows)
+        values = streams.take(torch.repeat_interleave(row_group, count_rows)).to(device)
+        # A row's key offset is its rank among its group's sorted rows, as in the group's own call.
+        order = torch.argsort(row_group, stable=True)
+        per_group = torch.bincount(row_group, minlength=num_groups)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(rows.numel(), device=device) - (per_group.cumsum(0) - per_group)[row_group[order]]
+        mask = torch.zeros_like(proper).index_fill_(0, rows, True).index_select(0, segment)
+        offset[mask] = _sorted_keys(count_rows, num.index_select(0, rows), values, rank)
+    return offset
