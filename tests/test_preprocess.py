@@ -9,7 +9,7 @@ import torch
 from videograph.datasets import GraphStore, read_proposal_list
 from videograph.datasets.formats import proposal_list_blocks
 from videograph.datasets.store import MANIFEST, shard_name
-from videograph.preprocess import preprocess, read_items
+from videograph.preprocess import intra_op_threads, preprocess, read_items
 
 ANET = "pgcn/ssn_activitynet1.2_tag_val_normalized_proposal_list.txt"
 
@@ -112,3 +112,24 @@ def test_cli_under_rank_environment(proposal_list, tmp_path):
                         "--out", out, "--shard-size", "8", "--no-progress"], check=True,
                        env=dict(env, RANK=str(rank), WORLD_SIZE="2"), capture_output=True)
     assert json.loads(open(os.path.join(out, MANIFEST)).read())["count"] == 23
+
+
+@pytest.mark.parametrize("num_shards, environ, cores, expected", [
+    (1, {}, 8, None),                                    # one process: torch's default
+    (2, {}, 2, 1), (2, {}, 8, 4), (3, {}, 8, 2), (16, {}, 2, 1),
+    (4, {"LOCAL_WORLD_SIZE": "2"}, 8, 4),                # torchrun: 2 of the 4 shards on this machine
+    (2, {"OMP_NUM_THREADS": "3"}, 8, None),              # the user's setting wins
+])
+def test_shard_processes_split_the_cores(num_shards, environ, cores, expected):
+    assert intra_op_threads(num_shards, environ, cores) == expected
+
+
+def test_sharded_call_restores_the_threads(proposal_list, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    import videograph.preprocess as module
+    seen = []
+    real = module._preprocess
+    monkeypatch.setattr(module, "_preprocess", lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1])
+    before = torch.get_num_threads()
+    preprocess(proposal_list, "proposals", str(tmp_path / "s"), shard_index=0, num_shards=2, progress=False)
+    assert seen == [intra_op_threads(2)] and torch.get_num_threads() == before

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .datasets.store import MANIFEST, finalize_store, shard_name, write_shard
 
-__all__ = ["KINDS", "read_items", "preprocess", "register"]
+__all__ = ["KINDS", "read_items", "intra_op_threads", "preprocess", "register"]
 
 KINDS = ("tubelets", "regions", "proposals")
 
@@ -84,6 +84,19 @@ def _builder(kind: str, options: dict) -> Callable:
     return build_video
 
 
+def intra_op_threads(num_shards: int, environ=None, cores: Optional[int] = None) -> Optional[int]:
+    """The torch intra-op threads of one of ``num_shards`` processes: this machine's cores split between the
+    shard processes on it (torchrun's ``LOCAL_WORLD_SIZE``, else all ``num_shards``), at least 1. :obj:`None`
+    (leave torch's default) for one process or when ``OMP_NUM_THREADS`` is set."""
+    environ = os.environ if environ is None else environ
+    if num_shards == 1 or "OMP_NUM_THREADS" in environ:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = min(num_shards, int(environ.get("LOCAL_WORLD_SIZE", num_shards)))
+    return max(1, cores // max(local, 1))
+
+
 def _fingerprint(list_path: str, kind: str, shard_size: int, count: int) -> dict:
     digest = hashlib.sha256()
     with open(list_path, "rb") as handle:
@@ -97,8 +110,9 @@ def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int
                **options) -> Optional[dict]:
     """Writes this process's blocks of ``list_path`` into the store ``out`` (see the module docstring). Shard
     index and count default to ``RANK`` / ``WORLD_SIZE`` (torchrun), else 0 / 1. ``options`` go to
-    ``build_graph`` (e.g. ``detector=`` for videos). Returns the manifest when this call finished the store,
-    else :obj:`None`."""
+    ``build_graph`` (e.g. ``detector=`` for videos). With several shards, each process runs
+    :func:`intra_op_threads` torch threads unless ``OMP_NUM_THREADS`` is set. Returns the manifest when this call
+    finished the store, else :obj:`None`."""
     if shard_index is None:
         shard_index = int(os.environ.get("RANK", "0"))
     if num_shards is None:
@@ -109,6 +123,20 @@ def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int
         raise ValueError(f"'shard_index' must be an int in [0, {num_shards}), got {shard_index!r}")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"'shard_size' must be a positive int, got {shard_size!r}")
+    threads = intra_op_threads(num_shards)
+    if threads is None:
+        return _preprocess(list_path, kind, out, shard_index, num_shards, shard_size, progress, options)
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)      # n processes x all cores each would oversubscribe the machine
+    try:
+        return _preprocess(list_path, kind, out, shard_index, num_shards, shard_size, progress, options)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _preprocess(list_path: str, kind: str, out: str, shard_index: int, num_shards: int, shard_size: int,
+                progress: bool, options: dict) -> Optional[dict]:
     items = read_items(list_path, kind)
     if not items:
         raise ValueError(f"list file {list_path!r} has no items")
