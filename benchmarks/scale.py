@@ -10,8 +10,9 @@ Writes <out>/bench_scale.json and <out>/bench_scale.png (default results/), one 
   rounds; and the bytes on disk against the raw tensor bytes.
 * Preprocessing: `python -m videograph preprocess` of a written SSN-format proposal list (P-GCN graphs of
   200-600 proposals per video) as one process, then as two processes side by side (--shard-index 0/1 of 2),
-  wall time of the whole command including start-up, as users run it (no thread setting forced), medians of
-  interleaved rounds. Every command starts in its own session, as commands typed in two terminals or started on
+  wall time of the whole command including start-up, one torch thread per process (OMP_NUM_THREADS=1: both
+  runs use one thread per process; a second intra-op thread spins on a loaded machine), medians of interleaved
+  rounds. Every command starts in its own session, as commands typed in two terminals or started on
   two machines do: Linux's autogroup scheduler shares the CPU between sessions, not processes, so on a machine
   that others load, two processes of one session get the CPU time of one. The same holds for a CPU-bound
   reference (a Python loop: one process doing 2 N steps against two doing N each) measured in the same run, whose
@@ -110,7 +111,7 @@ def cpu_ceiling(steps: int) -> float:
 def preprocessing(work: str, num_videos: int, generator: torch.Generator, rounds: int, spin: int) -> dict:
     listing = os.path.join(work, "list.txt")
     write_proposal_list(listing, num_videos, generator)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     base = [sys.executable, "-m", "videograph", "preprocess", listing, "--kind", "proposals", "--no-progress",
             "--shard-size", str(max(num_videos // 8, 1))]
     runs, ceilings, loads = [], [], []
