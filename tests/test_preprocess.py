@@ -133,3 +133,52 @@ def test_sharded_call_restores_the_threads(proposal_list, tmp_path, monkeypatch)
     before = torch.get_num_threads()
     preprocess(proposal_list, "proposals", str(tmp_path / "s"), shard_index=0, num_shards=2, progress=False)
     assert seen == [intra_op_threads(2)] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("kind", ["tubelets", "regions"])
+def test_cli_preprocesses_videos_as_build_graph_does(tmp_path, kind):
+    """Two shards of a video list through the CLI (shape detector file) equal build_graph on each video."""
+    from videograph import build_graph
+    from videograph.cli import main
+    from videograph.io import write_video
+    from videograph.video.shape_detector import load_shape_detector, save_shape_detector, shape_detector_model
+
+    generator = torch.Generator().manual_seed(0)
+    names = []
+    for i in range(2):
+        frames = torch.randint(0, 256, (8, 48, 64, 3), dtype=torch.uint8, generator=generator)
+        write_video(tmp_path / f"v{i}.mp4", frames, fps=8)
+        names.append(f"v{i}.mp4 {i}")
+    (tmp_path / "videos.txt").write_text("\n".join(names) + "\n")
+    torch.manual_seed(0)
+    weights = tmp_path / "shapes.pt"
+    save_shape_detector(shape_detector_model((48, 64), score_thresh=0.0), weights, (48, 64))
+    out = str(tmp_path / "store")
+    for index in (1, 0):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", kind, "--out", out, "--shard-size", "1",
+              "--shard-index", str(index), "--num-shards", "2", "--detector", "shapes", "--weights", str(weights),
+              "--score-threshold", "0", "--num-clips", "2", "--clip-len", "4", "--top-m", "3", "--no-progress"])
+    store = GraphStore(out)
+    detector = load_shape_detector(weights, score_threshold=0.0)
+    assert len(store) == 2
+    for i in range(2):
+        expected = build_graph(str(tmp_path / f"v{i}.mp4"), kind=kind, detector=detector, num_clips=2, clip_len=4,
+                               top_m=3, progress=False)
+        got = store[i]
+        assert got.video == f"v{i}.mp4" and got.y.tolist() == [i]
+        for key in expected.keys():
+            value = expected[key]
+            assert (torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value), key
+
+
+def test_cli_video_kinds_need_a_detector(tmp_path):
+    from videograph.cli import main
+    (tmp_path / "videos.txt").write_text("a.mp4\n")
+    with pytest.raises(ValueError, match="--detector"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "regions", "--out", str(tmp_path / "s")])
+    with pytest.raises(ValueError, match="--weights"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "regions", "--out", str(tmp_path / "s"),
+              "--detector", "shapes"])
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "tubelets", "--out", str(tmp_path / "s"),
+              "--detector", "shapes", "--weights", str(tmp_path / "none.pt")])
