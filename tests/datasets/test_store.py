@@ -174,6 +174,7 @@ def test_shards_built_without_journal_are_flushed_and_intact(tmp_path, monkeypat
     with sqlite3.connect(root / f"{shard_name(0)}.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert connection.execute("PRAGMA page_size").fetchone() == (store_module._PAGE_SIZE,)
         assert connection.execute("SELECT COUNT(*) FROM _Shard").fetchone() == (10,)
     finalize_store(str(root), 1)
     store = GraphStore(root)

@@ -129,11 +129,16 @@ def _read_json(path: str) -> Optional[dict]:
         return None
 
 
+_PAGE_SIZE = 16384     # 4x SQLite's default: a quarter of the write calls for the same bytes, same size on disk
+
+
 def _build_mode(shard: _Shard) -> None:
     """No rollback journal and no sync per commit while a shard is built: its database is private to the
     building process under a temporary name and thrown away when the build fails (atomicity comes from the
     rename), so SQLite's crash protection would only cost a journal file and a disk flush per ``extend``. The
-    finished file is flushed once (:func:`_fsync`)."""
+    finished file is flushed once (:func:`_fsync`). The (still empty) database gets pages of ``_PAGE_SIZE``."""
+    shard.db.cursor.execute(f"PRAGMA page_size={_PAGE_SIZE}")
+    shard.db.cursor.execute("VACUUM")
     shard.db.cursor.execute("PRAGMA journal_mode=OFF")
     shard.db.cursor.execute("PRAGMA synchronous=OFF")
 
