@@ -10,7 +10,14 @@ Writes <out>/bench_scale.json and <out>/bench_scale.png (default results/), one 
   rounds; and the bytes on disk against the raw tensor bytes.
 * Preprocessing: `python -m videograph preprocess` of a written SSN-format proposal list (P-GCN graphs of
   200-600 proposals per video) as one process, then as two processes side by side (--shard-index 0/1 of 2),
-  wall time of the whole command including start-up.
+  wall time of the whole command including start-up, one torch thread per process (OMP_NUM_THREADS=1: both
+  runs use one thread per process; a second intra-op thread spins on a loaded machine), medians of interleaved
+  rounds. Every command starts in its own session, as commands typed in two terminals or started on
+  two machines do: Linux's autogroup scheduler shares the CPU between sessions, not processes, so on a machine
+  that others load, two processes of one session get the CPU time of one. The same holds for a CPU-bound
+  reference (a Python loop: one process doing 2 N steps against two doing N each) measured in the same run, whose
+  ratio is the most 2 processes could gain on the machine at that moment (`cpu_ceiling_2_procs`); the load
+  average and the CPU seconds of both runs are recorded with it.
 * DDP: `torchrun --nproc-per-node=K -m videograph train --model strg` (gloo), K = 1 and 2, the same batch per
   rank: seconds per optimiser step and graphs per second.
 """
@@ -32,7 +39,8 @@ from videograph.datasets import GraphStore  # noqa: E402
 
 KEYS = ("store_read_us", "torch_load_read_us", "store_read_speedup", "store_bytes", "raw_tensor_bytes",
         "store_disk_ratio", "pt_files_bytes", "num_graphs", "preprocess_serial_s", "preprocess_2_shards_s",
-        "preprocess_speedup_2_shards", "ddp_step_ms_1_rank", "ddp_step_ms_2_ranks", "ddp_graphs_per_s_1_rank",
+        "preprocess_speedup_2_shards", "preprocess_serial_cpu_s", "preprocess_2_shards_cpu_s", "cpu_ceiling_2_procs",
+        "load_average", "ddp_step_ms_1_rank", "ddp_step_ms_2_ranks", "ddp_graphs_per_s_1_rank",
         "ddp_graphs_per_s_2_ranks")
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -70,28 +78,57 @@ def write_proposal_list(path: str, num_videos: int, generator: torch.Generator) 
         handle.write("\n".join(lines) + "\n")
 
 
-def _timed(commands, env) -> float:
+def _timed(commands, env, *, cpu: bool = False):
+    """Wall seconds of ``commands`` run side by side (each in its own session), and with ``cpu`` their CPU
+    seconds (user + system of the children)."""
+    import resource
     import subprocess
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tic = time.perf_counter()
-    running = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for c in commands]
+    running = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True) for c in commands]
     for process in running:
         _, err = process.communicate()
         if process.returncode:
             raise RuntimeError(f"{' '.join(commands[0])} failed: {err.decode()[-2000:]}")
-    return time.perf_counter() - tic
+    wall = time.perf_counter() - tic
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return (wall, used) if cpu else wall
 
 
-def preprocessing(work: str, num_videos: int, generator: torch.Generator) -> dict:
+SPIN = "import sys\nx = 0\nfor i in range(int(sys.argv[1])):\n    x += i * i\n"
+
+
+def cpu_ceiling(steps: int) -> float:
+    """One process looping 2 ``steps`` times against two looping ``steps`` times each: the speed-up two processes
+    get from the machine right now (2.0 on two idle cores)."""
+    one = _timed([[sys.executable, "-c", SPIN, str(2 * steps)]], os.environ)
+    two = _timed([[sys.executable, "-c", SPIN, str(steps)]] * 2, os.environ)
+    return one / two
+
+
+def preprocessing(work: str, num_videos: int, generator: torch.Generator, rounds: int, spin: int) -> dict:
     listing = os.path.join(work, "list.txt")
     write_proposal_list(listing, num_videos, generator)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     base = [sys.executable, "-m", "videograph", "preprocess", listing, "--kind", "proposals", "--no-progress",
             "--shard-size", str(max(num_videos // 8, 1))]
-    serial = _timed([base + ["--out", os.path.join(work, "serial")]], env)
-    two = _timed([base + ["--out", os.path.join(work, "two"), "--shard-index", str(i), "--num-shards", "2"]
-                  for i in (0, 1)], env)
-    return {"preprocess_serial_s": serial, "preprocess_2_shards_s": two, "preprocess_speedup_2_shards": serial / two}
+    runs, ceilings, loads = [], [], []
+    for r in range(rounds):
+        loads.append(os.getloadavg()[0])
+        ceilings.append(cpu_ceiling(spin))
+        serial = _timed([base + ["--out", os.path.join(work, f"serial{r}")]], env, cpu=True)
+        two = _timed([base + ["--out", os.path.join(work, f"two{r}"), "--shard-index", str(i), "--num-shards", "2"]
+                      for i in (0, 1)], env, cpu=True)
+        runs.append((serial, two))
+        shutil.rmtree(os.path.join(work, f"serial{r}")), shutil.rmtree(os.path.join(work, f"two{r}"))
+    median = statistics.median
+    return {"preprocess_serial_s": median(s[0] for s, _ in runs), "preprocess_2_shards_s": median(t[0] for _, t in runs),
+            "preprocess_speedup_2_shards": median(s[0] / t[0] for s, t in runs),
+            "preprocess_serial_cpu_s": median(s[1] for s, _ in runs),
+            "preprocess_2_shards_cpu_s": median(t[1] for _, t in runs),
+            "cpu_ceiling_2_procs": median(ceilings), "load_average": median(loads)}
 
 
 def ddp_steps(work: str, steps: int, batch_size: int, num_videos: int) -> dict:
@@ -120,6 +157,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     count, reads, rounds = (40, 20, 2) if args.smoke else (500, 200, 3) if args.quick else (2000, 500, 5)
     videos, steps, ddp_videos = (8, 3, 32) if args.smoke else (2000, 20, 128) if args.quick else (4000, 40, 256)
+    prep_rounds, spin = (1, 10 ** 5) if args.smoke else (3, 2 * 10 ** 7) if args.quick else (3, 3 * 10 ** 7)
     generator = torch.Generator().manual_seed(0)
     graphs = [tubelet_graph(generator, i) for i in range(count)]
     work = tempfile.mkdtemp(prefix="bench_scale_")
@@ -151,7 +189,7 @@ def main(argv=None):
         raw = sum(raw_bytes(g) for g in graphs)
         pt_bytes = sum(os.path.getsize(os.path.join(files, f)) for f in os.listdir(files))
         store.close()
-        scaling = preprocessing(work, videos, generator)
+        scaling = preprocessing(work, videos, generator, prep_rounds, spin)
         scaling.update(ddp_steps(work, steps, 8, ddp_videos))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -166,8 +204,11 @@ def main(argv=None):
     print(f"  GraphStore   {store_us:8.1f} us/graph   ({results['store_read_speedup']:.2f}x per-file torch.load)")
     print(f"  torch.load   {files_us:8.1f} us/graph")
     print(f"  disk: store {store_bytes / raw:.3f}x the raw tensor bytes, .pt files {pt_bytes / raw:.3f}x")
-    print(f"preprocess {videos} proposal videos: 1 process {results['preprocess_serial_s']:.1f} s, 2 shards "
-          f"{results['preprocess_2_shards_s']:.1f} s ({results['preprocess_speedup_2_shards']:.2f}x)")
+    print(f"preprocess {videos} proposal videos: 1 process {results['preprocess_serial_s']:.1f} s "
+          f"({results['preprocess_serial_cpu_s']:.1f} s CPU), 2 shards {results['preprocess_2_shards_s']:.1f} s "
+          f"({results['preprocess_2_shards_cpu_s']:.1f} s CPU): {results['preprocess_speedup_2_shards']:.2f}x; "
+          f"a CPU-bound loop gets {results['cpu_ceiling_2_procs']:.2f}x from 2 processes now (load "
+          f"{results['load_average']:.1f})")
     print(f"DDP STRG step (batch 8 per rank): 1 rank {results['ddp_step_ms_1_rank']:.1f} ms "
           f"({results['ddp_graphs_per_s_1_rank']:.0f} graphs/s), 2 ranks {results['ddp_step_ms_2_ranks']:.1f} ms "
           f"({results['ddp_graphs_per_s_2_ranks']:.0f} graphs/s)")
@@ -189,7 +230,8 @@ def plot(results, path):
     axes[1].set(ylabel="bytes on disk / raw tensor bytes", title="size on disk")
     axes[2].bar(["1 process", "2 shards"], [results["preprocess_serial_s"], results["preprocess_2_shards_s"]],
                 color=["tab:gray", "tab:blue"])
-    axes[2].set(ylabel="s", title=f"preprocessing ({results['preprocess_speedup_2_shards']:.2f}x)")
+    axes[2].set(ylabel="s", title=f"preprocessing {results['preprocess_speedup_2_shards']:.2f}x "
+                                  f"(CPU ceiling {results['cpu_ceiling_2_procs']:.2f}x)")
     axes[3].bar(["1 rank", "2 ranks"], [results["ddp_graphs_per_s_1_rank"], results["ddp_graphs_per_s_2_ranks"]],
                 color=["tab:gray", "tab:blue"])
     axes[3].set(ylabel="graphs / s", title="DDP training throughput (STRG)")

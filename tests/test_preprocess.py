@@ -9,7 +9,7 @@ import torch
 from videograph.datasets import GraphStore, read_proposal_list
 from videograph.datasets.formats import proposal_list_blocks
 from videograph.datasets.store import MANIFEST, shard_name
-from videograph.preprocess import preprocess, read_items
+from videograph.preprocess import intra_op_threads, preprocess, read_items
 
 ANET = "pgcn/ssn_activitynet1.2_tag_val_normalized_proposal_list.txt"
 
@@ -112,3 +112,73 @@ def test_cli_under_rank_environment(proposal_list, tmp_path):
                         "--out", out, "--shard-size", "8", "--no-progress"], check=True,
                        env=dict(env, RANK=str(rank), WORLD_SIZE="2"), capture_output=True)
     assert json.loads(open(os.path.join(out, MANIFEST)).read())["count"] == 23
+
+
+@pytest.mark.parametrize("num_shards, environ, cores, expected", [
+    (1, {}, 8, None),                                    # one process: torch's default
+    (2, {}, 2, 1), (2, {}, 8, 4), (3, {}, 8, 2), (16, {}, 2, 1),
+    (4, {"LOCAL_WORLD_SIZE": "2"}, 8, 4),                # torchrun: 2 of the 4 shards on this machine
+    (2, {"OMP_NUM_THREADS": "3"}, 8, None),              # the user's setting wins
+])
+def test_shard_processes_split_the_cores(num_shards, environ, cores, expected):
+    assert intra_op_threads(num_shards, environ, cores) == expected
+
+
+def test_sharded_call_restores_the_threads(proposal_list, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    import videograph.preprocess as module
+    seen = []
+    real = module._preprocess
+    monkeypatch.setattr(module, "_preprocess", lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1])
+    before = torch.get_num_threads()
+    preprocess(proposal_list, "proposals", str(tmp_path / "s"), shard_index=0, num_shards=2, progress=False)
+    assert seen == [intra_op_threads(2)] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("kind", ["tubelets", "regions"])
+def test_cli_preprocesses_videos_as_build_graph_does(tmp_path, kind):
+    """Two shards of a video list through the CLI (shape detector file) equal build_graph on each video."""
+    from videograph import build_graph
+    from videograph.cli import main
+    from videograph.io import write_video
+    from videograph.video.shape_detector import load_shape_detector, save_shape_detector, shape_detector_model
+
+    generator = torch.Generator().manual_seed(0)
+    names = []
+    for i in range(2):
+        frames = torch.randint(0, 256, (8, 48, 64, 3), dtype=torch.uint8, generator=generator)
+        write_video(tmp_path / f"v{i}.mp4", frames, fps=8)
+        names.append(f"v{i}.mp4 {i}")
+    (tmp_path / "videos.txt").write_text("\n".join(names) + "\n")
+    torch.manual_seed(0)
+    weights = tmp_path / "shapes.pt"
+    save_shape_detector(shape_detector_model((48, 64), score_thresh=0.0), weights, (48, 64))
+    out = str(tmp_path / "store")
+    for index in (1, 0):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", kind, "--out", out, "--shard-size", "1",
+              "--shard-index", str(index), "--num-shards", "2", "--detector", "shapes", "--weights", str(weights),
+              "--score-threshold", "0", "--num-clips", "2", "--clip-len", "4", "--top-m", "3", "--no-progress"])
+    store = GraphStore(out)
+    detector = load_shape_detector(weights, score_threshold=0.0)
+    assert len(store) == 2
+    for i in range(2):
+        expected = build_graph(str(tmp_path / f"v{i}.mp4"), kind=kind, detector=detector, num_clips=2, clip_len=4,
+                               top_m=3, progress=False)
+        got = store[i]
+        assert got.video == f"v{i}.mp4" and got.y.tolist() == [i]
+        for key in expected.keys():
+            value = expected[key]
+            assert (torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value), key
+
+
+def test_cli_video_kinds_need_a_detector(tmp_path):
+    from videograph.cli import main
+    (tmp_path / "videos.txt").write_text("a.mp4\n")
+    with pytest.raises(ValueError, match="--detector"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "regions", "--out", str(tmp_path / "s")])
+    with pytest.raises(ValueError, match="--weights"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "regions", "--out", str(tmp_path / "s"),
+              "--detector", "shapes"])
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        main(["preprocess", str(tmp_path / "videos.txt"), "--kind", "tubelets", "--out", str(tmp_path / "s"),
+              "--detector", "shapes", "--weights", str(tmp_path / "none.pt")])

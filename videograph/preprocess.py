@@ -7,7 +7,8 @@ r"""``python -m videograph preprocess LIST --kind tubelets|regions|proposals --o
 
 ``LIST`` is, for ``proposals``, an SSN / P-GCN proposal list (one graph per video: its proposals with the list's
 labels); for ``tubelets`` / ``regions``, a video list in MMAction2's format (``path [label]`` a line, paths
-relative to the list's folder), each video built with ``videograph.build_graph(path, kind=...)``.
+relative to the list's folder), each video built with ``videograph.build_graph(path, kind=...)`` and the detector
+of ``--detector NAME --weights FILE`` (:func:`video_detector`).
 
 The items are cut into consecutive blocks of ``shard_size``; block ``b`` is written by process
 ``b mod num_shards`` as the store's shard ``b`` (:func:`~videograph.datasets.store.write_shard`), so the
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from .datasets.store import MANIFEST, finalize_store, shard_name, write_shard
 
-__all__ = ["KINDS", "read_items", "preprocess", "register"]
+__all__ = ["KINDS", "read_items", "intra_op_threads", "preprocess", "video_detector", "register"]
 
 KINDS = ("tubelets", "regions", "proposals")
 
@@ -84,6 +85,19 @@ def _builder(kind: str, options: dict) -> Callable:
     return build_video
 
 
+def intra_op_threads(num_shards: int, environ=None, cores: Optional[int] = None) -> Optional[int]:
+    """The torch intra-op threads of one of ``num_shards`` processes: this machine's cores split between the
+    shard processes on it (torchrun's ``LOCAL_WORLD_SIZE``, else all ``num_shards``), at least 1. :obj:`None`
+    (leave torch's default) for one process or when ``OMP_NUM_THREADS`` is set."""
+    environ = os.environ if environ is None else environ
+    if num_shards == 1 or "OMP_NUM_THREADS" in environ:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = min(num_shards, int(environ.get("LOCAL_WORLD_SIZE", num_shards)))
+    return max(1, cores // max(local, 1))
+
+
 def _fingerprint(list_path: str, kind: str, shard_size: int, count: int) -> dict:
     digest = hashlib.sha256()
     with open(list_path, "rb") as handle:
@@ -97,8 +111,9 @@ def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int
                **options) -> Optional[dict]:
     """Writes this process's blocks of ``list_path`` into the store ``out`` (see the module docstring). Shard
     index and count default to ``RANK`` / ``WORLD_SIZE`` (torchrun), else 0 / 1. ``options`` go to
-    ``build_graph`` (e.g. ``detector=`` for videos). Returns the manifest when this call finished the store,
-    else :obj:`None`."""
+    ``build_graph`` (e.g. ``detector=`` for videos). With several shards, each process runs
+    :func:`intra_op_threads` torch threads unless ``OMP_NUM_THREADS`` is set. Returns the manifest when this call
+    finished the store, else :obj:`None`."""
     if shard_index is None:
         shard_index = int(os.environ.get("RANK", "0"))
     if num_shards is None:
@@ -109,6 +124,20 @@ def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int
         raise ValueError(f"'shard_index' must be an int in [0, {num_shards}), got {shard_index!r}")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"'shard_size' must be a positive int, got {shard_size!r}")
+    threads = intra_op_threads(num_shards)
+    if threads is None:
+        return _preprocess(list_path, kind, out, shard_index, num_shards, shard_size, progress, options)
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)      # n processes x all cores each would oversubscribe the machine
+    try:
+        return _preprocess(list_path, kind, out, shard_index, num_shards, shard_size, progress, options)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _preprocess(list_path: str, kind: str, out: str, shard_index: int, num_shards: int, shard_size: int,
+                progress: bool, options: dict) -> Optional[dict]:
     items = read_items(list_path, kind)
     if not items:
         raise ValueError(f"list file {list_path!r} has no items")
@@ -147,6 +176,33 @@ def preprocess(list_path: str, kind: str, out: str, *, shard_index: Optional[int
     return None
 
 
+def video_detector(name: str, weights: Optional[str], score_threshold: float = 0.5):
+    """The detector of ``--detector NAME --weights FILE``: ``shapes`` reads a file of
+    :func:`~videograph.video.shape_detector.save_shape_detector` (what ``python -m videograph graph`` caches as
+    ``shape_detector_seed0.pt``), any other name is a ``torchvision.models.detection`` builder whose state dict is
+    ``FILE``. Nothing is downloaded."""
+    if weights is None:
+        raise ValueError(f"'--detector {name}' needs '--weights FILE' (a state dict; nothing is downloaded)")
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"detector weights file {weights!r} does not exist")
+    if name == "shapes":
+        from .video.shape_detector import load_shape_detector
+        return load_shape_detector(weights, score_threshold=score_threshold)
+    from .video.cli import _detector
+    return _detector(name, weights, "", score_threshold, False)
+
+
+def _run(args) -> Optional[dict]:
+    options = {}
+    if args.kind != "proposals":
+        if args.detector is None:
+            raise ValueError(f"'--kind {args.kind}' needs '--detector NAME --weights FILE' to find the objects")
+        options = dict(detector=video_detector(args.detector, args.weights, args.score_threshold),
+                       num_clips=args.num_clips, clip_len=args.clip_len, top_m=args.top_m)
+    return preprocess(args.list, args.kind, args.out, shard_index=args.shard_index, num_shards=args.num_shards,
+                      shard_size=args.shard_size, progress=not args.no_progress, **options)
+
+
 def register(commands) -> None:
     """Adds ``preprocess`` to the CLI's sub-commands."""
     parser = commands.add_parser("preprocess", help="inputs -> graphs -> a sharded GraphStore (resumable)",
@@ -157,7 +213,13 @@ def register(commands) -> None:
     parser.add_argument("--shard-index", type=int, default=None, help="this process's index (default: RANK or 0)")
     parser.add_argument("--num-shards", type=int, default=None, help="processes (default: WORLD_SIZE or 1)")
     parser.add_argument("--shard-size", type=int, default=256, help="graphs per store shard (default: 256)")
+    videos = parser.add_argument_group("videos (tubelets, regions)")
+    videos.add_argument("--detector", default=None,
+                        help="'shapes' (a shape-detector file) or a torchvision.models.detection builder name")
+    videos.add_argument("--weights", default=None, help="the detector's state-dict file")
+    videos.add_argument("--score-threshold", type=float, default=0.5)
+    videos.add_argument("--num-clips", type=int, default=4)
+    videos.add_argument("--clip-len", type=int, default=16)
+    videos.add_argument("--top-m", type=int, default=8, help="tubelets per clip / regions per frame (default: 8)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(func=lambda a: preprocess(a.list, a.kind, a.out, shard_index=a.shard_index,
-                                                  num_shards=a.num_shards, shard_size=a.shard_size,
-                                                  progress=not a.no_progress))
+    parser.set_defaults(func=_run)

@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 from videograph import EdgeType, build_graph
-from videograph.datasets.formats import (read_activitynet_json, read_proposal_list, read_something_else,
-                                         read_thumos14_annotations)
+from videograph.datasets.formats import (parse_proposal_block, read_activitynet_json, read_proposal_list,
+                                         read_something_else, read_thumos14_annotations)
 from videograph.graph import segment_iou
 
 
@@ -52,6 +52,38 @@ def test_ssn_proposal_lists(shared_data):
     assert len(anet) == 2383 and anet[0].video == "nEOpfvJ7g_g" and anet[0].segments.shape == (15, 2)
     graph = build_graph(anet[0].proposals(), max_contextual=8, max_surrounding=2)
     assert set(graph.edge_type.tolist()) <= {EdgeType.CONTEXTUAL, EdgeType.SURROUNDING}
+
+
+@pytest.mark.parametrize("extra", ["", " 7 x"])
+def test_proposal_blocks_parse_like_floats(shared_data, extra):
+    """The vectorised parse equals Python's float() on every field (extra trailing fields are ignored)."""
+    lines = open(os.path.join(shared_data, "pgcn", "ssn_activitynet1.2_tag_val_normalized_proposal_list.txt")
+                 ).read().split("\n")[:6000]
+    for block in _blocks(lines)[:20]:
+        num_gt = int(block[3])
+        gt, count = block[4:4 + num_gt], int(block[4 + num_gt])
+        rows = [line + extra for line in block[5 + num_gt:5 + num_gt + count]]
+        entry = parse_proposal_block(block[:5 + num_gt] + rows, "list")
+        table = torch.tensor([[float(v) for v in row.split()[:5]] for row in rows], dtype=torch.float64)
+        assert torch.equal(entry.labels, table[:, 0].long()) and torch.equal(entry.best_iou, table[:, 1])
+        assert torch.equal(entry.overlap_self, table[:, 2]) and torch.equal(entry.segments, table[:, 3:])
+        assert torch.equal(entry.gt_segments, torch.tensor([[float(v) for v in row.split()[1:3]] for row in gt],
+                                                           dtype=torch.float64).reshape(-1, 2))
+    with pytest.raises(ValueError, match="malformed block for video \\['v'\\]"):
+        parse_proposal_block(["v", "10", "1", "0", "1", "1 0.5 0.5 0.1"], "list")        # a missing field
+    with pytest.raises(ValueError, match="malformed block"):
+        parse_proposal_block(["v", "10", "1", "0", "1", "1 0.5 0.5 0.1 end"], "list")    # not a number
+
+
+def _blocks(lines):
+    blocks, current = [], None
+    for line in (line.strip() for line in lines):
+        if line.startswith("#"):
+            current = []
+            blocks.append(current)
+        elif line and current is not None:
+            current.append(line)
+    return blocks
 
 
 def test_something_else_boxes_as_regions_and_tubelets(shared_data):

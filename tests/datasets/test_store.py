@@ -152,3 +152,32 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="shard_size"):
         GraphStore(tmp_path / "f", _graphs(2), shard_size=0)
     assert not os.path.exists(tmp_path / "b" / MANIFEST)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 256])
+def test_shards_built_without_journal_are_flushed_and_intact(tmp_path, monkeypatch, batch_size):
+    import sqlite3
+
+    import videograph.datasets.store as store_module
+    events = []
+    real_fsync, real_write_json = store_module._fsync, store_module._write_json
+    monkeypatch.setattr(store_module, "_fsync", lambda path: (events.append(("fsync", path)), real_fsync(path)))
+    monkeypatch.setattr(store_module, "_write_json",
+                        lambda path, content: (events.append(("json", path)), real_write_json(path, content)))
+    graphs = _graphs(10)
+    root = tmp_path / "s"
+    description = write_shard(str(root), 0, graphs, batch_size=batch_size)
+    # the database was flushed to disk (under its temporary name) before its description marked it finished
+    assert [kind for kind, _ in events] == ["fsync", "json"] and ".building-" in events[0][1]
+    assert sorted(os.listdir(root)) == [f"{shard_name(0)}.db", f"{shard_name(0)}.json"]
+    # SQLite's own check of the file; readers get SQLite's default journal mode back
+    with sqlite3.connect(root / f"{shard_name(0)}.db") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert connection.execute("PRAGMA page_size").fetchone() == (store_module._PAGE_SIZE,)
+        assert connection.execute("SELECT COUNT(*) FROM _Shard").fetchone() == (10,)
+    finalize_store(str(root), 1)
+    store = GraphStore(root)
+    assert description["count"] == 10
+    for i in range(10):
+        _assert_same(store[i], graphs[i])

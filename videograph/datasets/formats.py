@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -141,18 +142,25 @@ class ProposalListEntry:
         return Proposals(self.segments, labels=self.labels, duration=self.num_frames)
 
 
+def _numbers(rows: List[str], columns: int) -> Tensor:
+    """The first ``columns`` numbers of each whitespace-separated row, ``float64 [len(rows), columns]`` (NumPy's C
+    reader; a row with fewer numbers, or a field that is not a number, raises a ``ValueError``)."""
+    if not rows:
+        return torch.zeros(0, columns, dtype=torch.float64)
+    table = np.loadtxt(rows, dtype=np.float64, comments=None, usecols=range(columns), ndmin=2)
+    return torch.from_numpy(table)
+
+
 def parse_proposal_block(lines: List[str], path: str) -> ProposalListEntry:
     """One video's block of a proposal list (see :func:`proposal_list_blocks`)."""
     try:
         num_gt = int(lines[3])
-        gt = [line.split() for line in lines[4:4 + num_gt]]
+        gt_table = _numbers(lines[4:4 + num_gt], 3)
         num_proposals = int(lines[4 + num_gt])
-        proposals = [line.split() for line in lines[5 + num_gt:5 + num_gt + num_proposals]]
-        if len(proposals) != num_proposals:
-            raise ValueError(f"{num_proposals} proposals announced, {len(proposals)} found")
-        gt_table = torch.tensor([[float(v) for v in row[:3]] for row in gt], dtype=torch.float64).reshape(-1, 3)
-        table = torch.tensor([[float(v) for v in row[:5]] for row in proposals],
-                             dtype=torch.float64).reshape(-1, 5)
+        rows = lines[5 + num_gt:5 + num_gt + num_proposals]
+        if len(rows) != num_proposals:
+            raise ValueError(f"{num_proposals} proposals announced, {len(rows)} found")
+        table = _numbers(rows, 5)
         return ProposalListEntry(lines[0], float(lines[1]) * float(lines[2]), gt_table[:, 0].long(),
                                  gt_table[:, 1:], table[:, 0].long(), table[:, 1], table[:, 2], table[:, 3:])
     except (IndexError, ValueError) as error:

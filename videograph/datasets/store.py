@@ -129,11 +129,33 @@ def _read_json(path: str) -> Optional[dict]:
         return None
 
 
+_PAGE_SIZE = 16384     # 4x SQLite's default: a quarter of the write calls for the same bytes, same size on disk
+
+
+def _build_mode(shard: _Shard) -> None:
+    """No rollback journal and no sync per commit while a shard is built: its database is private to the
+    building process under a temporary name and thrown away when the build fails (atomicity comes from the
+    rename), so SQLite's crash protection would only cost a journal file and a disk flush per ``extend``. The
+    finished file is flushed once (:func:`_fsync`). The (still empty) database gets pages of ``_PAGE_SIZE``."""
+    shard.db.cursor.execute(f"PRAGMA page_size={_PAGE_SIZE}")
+    shard.db.cursor.execute("VACUUM")
+    shard.db.cursor.execute("PRAGMA journal_mode=OFF")
+    shard.db.cursor.execute("PRAGMA synchronous=OFF")
+
+
+def _fsync(path: str) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def write_shard(root: str, index: int, graphs: Iterable[Data], *, progress: bool = False,
                 batch_size: int = 256) -> dict:
     r"""Writes shard ``index`` of a store from ``graphs`` and returns its description. The database is written
-    under a temporary name, renamed when complete, then described in ``<shard>.json``; a shard whose JSON exists
-    is finished (callers resume by skipping it)."""
+    under a temporary name (without SQLite's journal), flushed to disk, renamed when complete, then described in
+    ``<shard>.json``; a shard whose JSON exists is finished (callers resume by skipping it)."""
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise ValueError(f"'index' must be an int >= 0, got {index!r}")
     os.makedirs(root, exist_ok=True)
@@ -151,6 +173,7 @@ def write_shard(root: str, index: int, graphs: Iterable[Data], *, progress: bool
             if schema is None:
                 schema = described
                 shard = _Shard(root, building, schema)
+                _build_mode(shard)
             elif described != schema:
                 raise ValueError(f"graph {count} of shard {index} has keys/dtypes {described}, but the store's first "
                                  f"graph has {schema}: every graph of a store must have the same keys and dtypes")
@@ -166,6 +189,7 @@ def write_shard(root: str, index: int, graphs: Iterable[Data], *, progress: bool
     finally:
         if shard is not None:
             shard.close()
+    _fsync(path)                        # on disk before it is renamed and described as finished
     os.replace(path, final)
     description = {"format": _FORMAT, "name": name, "count": count, "schema": schema, "bytes": os.path.getsize(final)}
     _write_json(os.path.join(root, f"{name}.json"), description)

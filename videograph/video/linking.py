@@ -10,7 +10,6 @@ import abc
 from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
@@ -101,6 +100,8 @@ class IoULinker(Linker):
         self.same_label = bool(same_label)
 
     def forward(self, frames: Tensor, detections: List[Detections], top_m: int) -> Tubes:
+        from scipy.optimize import linear_sum_assignment     # here: the package imports without SciPy's cost
+
         length, height, width = frames.shape[:3]
         first = detections[0]
         seeds = torch.argsort(first["scores"], descending=True, stable=True)[:top_m]
