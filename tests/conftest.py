@@ -25,3 +25,22 @@ def shared_data():
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+def _rank_batches(num_items, world_size, batch_size, seed, epoch):
+    """``[rank][step] -> indices``: what each rank's ``DistributedSampler(shuffle=True, seed, drop_last=True)``
+    gives it at ``epoch``, cut into batches of ``batch_size`` (as ``train``'s loader does)."""
+    from torch.utils.data import DistributedSampler
+    per_rank = []
+    for rank in range(world_size):
+        sampler = DistributedSampler(range(num_items), world_size, rank, shuffle=True, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        per_rank.append([indices[i:i + batch_size] for i in range(0, len(indices), batch_size)])
+    return per_rank
+
+
+@pytest.fixture
+def rank_batches():
+    """The DDP tests' schedule of the ranks' batches (:func:`_rank_batches`), for their one-process references."""
+    return _rank_batches

@@ -1,9 +1,8 @@
-import os
+"""STRG under DDP: two gloo ranks equal one process on the union of their batches; uneven inputs finish."""
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils.data import DistributedSampler
 from torch_geometric.data import Batch
 
 from videograph.distributed import GlobalLoss, all_reduce_sum, keyed_generator, world
@@ -17,19 +16,14 @@ def graphs():
     return cast_graphs(synthetic_graphs("strg", 27, seed=3), torch.float64)     # 27: uneven over 2 ranks
 
 
-def _reference(graphs, world_size, steps, batch_size, seed, lr=1e-2):
+def _reference(graphs, world_size, steps, batch_size, seed, rank_batches, lr=1e-2):
     """One process, batch K*B: at every step the union of what the K ranks' samplers give them."""
     net = build_model("strg", graphs[0], 9, seed).double()
     step = GlobalLoss(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     done, epoch = 0, 0
     while done < steps:
-        per_rank = []
-        for rank in range(world_size):
-            sampler = DistributedSampler(graphs, world_size, rank, shuffle=True, seed=seed, drop_last=True)
-            sampler.set_epoch(epoch)
-            indices = list(sampler)
-            per_rank.append([indices[i:i + batch_size] for i in range(0, len(indices), batch_size)])
+        per_rank = rank_batches(len(graphs), world_size, batch_size, seed, epoch)
         for t in range(len(per_rank[0])):
             union = [graphs[i] for rank in range(world_size) for i in per_rank[rank][t]]
             out = step(Batch.from_data_list(union))
@@ -43,14 +37,14 @@ def _reference(graphs, world_size, steps, batch_size, seed, lr=1e-2):
     return net.state_dict()
 
 
-def test_two_gloo_ranks_equal_one_process_on_the_union(graphs, tmp_path):
+def test_two_gloo_ranks_equal_one_process_on_the_union(graphs, tmp_path, rank_batches):
     kwargs = dict(model="strg", graphs=graphs, steps=STEPS, epochs=None, batch_size=BATCH, dtype="float64", seed=3,
                   out=str(tmp_path), num_classes=9, progress=False, rank_states=True)
     mp.spawn(spawn_worker, args=(RANKS, str(tmp_path / "init"), kwargs), nprocs=RANKS, join=True)
     ranks = [torch.load(tmp_path / f"model_rank{r}.pt", weights_only=True) for r in range(RANKS)]
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key             # ranks bitwise equal
-    reference = _reference(graphs, RANKS, STEPS, BATCH, seed=3)
+    reference = _reference(graphs, RANKS, STEPS, BATCH, 3, rank_batches)
     worst = max(float((ranks[0][k] - reference[k]).abs().max()) for k in reference if reference[k].is_floating_point())
     assert worst <= 1e-8
     initial = build_model("strg", graphs[0], 9, 3).double().state_dict()

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils.data import DistributedSampler
 
 from videograph.datasets import GraphStore
 from videograph.distributed import GlobalLoss
@@ -22,19 +21,14 @@ def graphs():
     return cast_graphs(synthetic_graphs("pgcn", VIDEOS, seed=SEED), torch.float64)
 
 
-def _reference(graphs, world_size, steps, batch_size, seed, lr=1e-2):
+def _reference(graphs, world_size, steps, batch_size, seed, rank_batches, lr=1e-2):
     """One process, batch K*B: at every step the union of the K ranks' videos, sampled with the same keys."""
     net = build_model("pgcn", graphs[0], 6, seed).double()
     step, collate = GlobalLoss(net), KeyedSampleCollate(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     done, epoch = 0, 0
     while done < steps:
-        per_rank = []
-        for rank in range(world_size):
-            sampler = DistributedSampler(graphs, world_size, rank, shuffle=True, seed=seed, drop_last=True)
-            sampler.set_epoch(epoch)
-            indices = list(sampler)
-            per_rank.append([indices[i:i + batch_size] for i in range(0, len(indices), batch_size)])
+        per_rank = rank_batches(len(graphs), world_size, batch_size, seed, epoch)
         collate.set_epoch(epoch)
         for t in range(len(per_rank[0])):
             union = [graphs[i] for rank in range(world_size) for i in per_rank[rank][t]]
@@ -49,7 +43,7 @@ def _reference(graphs, world_size, steps, batch_size, seed, lr=1e-2):
     return net.state_dict()
 
 
-def test_two_gloo_ranks_equal_one_process_on_the_union(graphs, tmp_path):
+def test_two_gloo_ranks_equal_one_process_on_the_union(graphs, tmp_path, rank_batches):
     # 13 videos on 2 ranks (uneven: drop_last leaves 6 each), batches of 4 then 2 on both ranks: 3 steps cross an
     # epoch (a new permutation and new keys) and a short batch, and every rank finishes
     kwargs = dict(model="pgcn", graphs=graphs, steps=STEPS, epochs=None, batch_size=BATCH, dtype="float64",
@@ -58,7 +52,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_union(graphs, tmp_path):
     ranks = [torch.load(tmp_path / f"model_rank{r}.pt", weights_only=True) for r in range(RANKS)]
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key             # ranks bitwise equal
-    reference = _reference(graphs, RANKS, STEPS, BATCH, seed=SEED)
+    reference = _reference(graphs, RANKS, STEPS, BATCH, SEED, rank_batches)
     worst = max(float((ranks[0][k] - reference[k]).abs().max()) for k in reference)
     assert worst <= 1e-8
     initial = build_model("pgcn", graphs[0], 6, SEED).double().state_dict()

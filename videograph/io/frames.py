@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from .reader import VideoMetadata
+from .reader import FrameIndexing, VideoMetadata
 
 __all__ = ["FrameFolder"]
 
@@ -16,7 +16,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _NUMBER = re.compile(r"(\d+)$")
 
 
-class FrameFolder:
+class FrameFolder(FrameIndexing):
     r"""The frames of a video stored as one image per frame (Something-Else's ``annotated_videos/<id>/NNNN.jpg``,
     MMAction2's raw frames), with :class:`VideoReader`'s interface.
 
@@ -110,17 +110,6 @@ class FrameFolder:
         return (f"FrameFolder({self.path!r}, num_frames={m.num_frames}, fps={m.fps:g}, size={m.width}x{m.height}, "
                 f"start_index={self.start_index})")
 
-    def __getitem__(self, key) -> Tensor:
-        if isinstance(key, slice):
-            return self.get_frames_at(range(len(self))[key])
-        if isinstance(key, (bool, np.bool_)) or not hasattr(key, "__index__") or (
-                isinstance(key, Tensor) and key.dim() != 0):
-            raise TypeError(f"FrameFolder indices must be an int or a slice (got {type(key).__name__})")
-        i = int(key.__index__())
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"FrameFolder: frame index {i} out of range for {len(self)} frames of {self.path!r}")
-        return self._frame(i % len(self))
-
     def get_frames_at(self, indices: Union[Sequence[int], Tensor, np.ndarray]) -> Tensor:
         """The frames at ``indices`` (any order, repeats allowed; negative counts from the end): uint8
         ``[N, H, W, 3]``. Each distinct image is decoded once."""
@@ -145,7 +134,7 @@ class FrameFolder:
         if idx.size == 0:
             return torch.empty((0, m.height, m.width, 3), dtype=torch.uint8)
         wanted, inverse = np.unique(idx % n, return_inverse=True)
-        frames = torch.stack([self._frame(int(i)) for i in wanted])
+        frames = torch.stack([self._one(int(i)) for i in wanted])
         return frames[torch.from_numpy(inverse.reshape(-1))]
 
     # --------------------------------------------------------------------------------- decode
@@ -156,7 +145,7 @@ class FrameFolder:
         except RuntimeError as error:
             raise ValueError(f"FrameFolder: {file!r} could not be decoded ({error})") from None
 
-    def _frame(self, i: int) -> Tensor:
+    def _one(self, i: int) -> Tensor:
         image = self._decode(i)
         m = self.metadata
         if image.shape[1:] != (m.height, m.width):

@@ -36,7 +36,24 @@ class VideoMetadata:
     backend: str
 
 
-class VideoReader:
+class FrameIndexing:
+    """``source[i]`` (uint8 ``[H, W, 3]``) and ``source[a:b:s]`` (``[N, H, W, 3]``) of a frame source with
+    ``len()``, ``path``, ``get_frames_at(indices)`` and ``_one(i)`` (frame ``i``, ``0 <= i < len``)."""
+
+    def __getitem__(self, key) -> Tensor:
+        name = type(self).__name__
+        if isinstance(key, slice):
+            return self.get_frames_at(range(len(self))[key])
+        if isinstance(key, (bool, np.bool_)) or not hasattr(key, "__index__") or (
+                isinstance(key, Tensor) and key.dim() != 0):
+            raise TypeError(f"{name} indices must be an int or a slice (got {type(key).__name__})")
+        i, n = int(key.__index__()), len(self)
+        if not -n <= i < n:
+            raise IndexError(f"{name}: frame index {i} out of range for {n} frames of {self.path!r}")
+        return self._one(i % n)
+
+
+class VideoReader(FrameIndexing):
     r"""Random access to the frames of a video file, as torchcodec's ``VideoDecoder`` reads them.
 
     .. code-block:: python
@@ -155,19 +172,8 @@ class VideoReader:
         return (f"VideoReader({self.path!r}, num_frames={m.num_frames}, fps={m.fps:g}, "
                 f"size={m.width}x{m.height}, backend={m.backend})")
 
-    def __getitem__(self, key) -> Tensor:
-        if isinstance(key, slice):
-            return self.get_frames_at(range(len(self))[key])
-        if isinstance(key, (bool, np.bool_)) or not hasattr(key, "__index__") or (
-                isinstance(key, Tensor) and key.dim() != 0):
-            raise TypeError(f"VideoReader indices must be an int or a slice (got {type(key).__name__})")
-        i = int(key.__index__())
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"VideoReader: frame index {i} out of range for {n} frames of {self.path!r}")
-        i %= n
-        frames = self._read(np.asarray([i]), single=True)
-        return frames[0]
+    def _one(self, i: int) -> Tensor:
+        return self._read(np.asarray([i]), single=True)[0]
 
     def get_frames_at(self, indices: Union[Sequence[int], Tensor, np.ndarray]) -> Tensor:
         """The frames at ``indices`` (any order, repeats allowed; negative counts from the end):
