@@ -113,27 +113,11 @@ class FrameFolder(FrameIndexing):
     def get_frames_at(self, indices: Union[Sequence[int], Tensor, np.ndarray]) -> Tensor:
         """The frames at ``indices`` (any order, repeats allowed; negative counts from the end): uint8
         ``[N, H, W, 3]``. Each distinct image is decoded once."""
-        if isinstance(indices, Tensor):
-            if indices.is_floating_point() or indices.dtype == torch.bool:
-                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {indices.dtype})")
-            idx = indices.detach().cpu().numpy()
-        else:
-            idx = np.asarray(list(indices) if isinstance(indices, range) else indices)
-            if idx.size == 0:
-                idx = idx.astype(np.int64)
-            if idx.dtype.kind not in "iu":
-                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {idx.dtype})")
-        if idx.ndim != 1:
-            raise ValueError(f"get_frames_at: 'indices' must be 1-D (got shape {tuple(idx.shape)})")
-        n = len(self)
-        idx = idx.astype(np.int64)
-        bad = (idx < -n) | (idx >= n)
-        if bad.any():
-            raise IndexError(f"get_frames_at: index {int(idx[bad][0])} out of range for {n} frames of {self.path!r}")
+        idx = self._indices(indices)
         m = self.metadata
         if idx.size == 0:
             return torch.empty((0, m.height, m.width, 3), dtype=torch.uint8)
-        wanted, inverse = np.unique(idx % n, return_inverse=True)
+        wanted, inverse = np.unique(idx, return_inverse=True)
         frames = torch.stack([self._one(int(i)) for i in wanted])
         return frames[torch.from_numpy(inverse.reshape(-1))]
 

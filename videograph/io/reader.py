@@ -52,6 +52,30 @@ class FrameIndexing:
             raise IndexError(f"{name}: frame index {i} out of range for {n} frames of {self.path!r}")
         return self._one(i % n)
 
+    def _indices(self, indices) -> np.ndarray:
+        """``indices`` (a sequence, range, array or integer tensor; negative counts from the end) as a checked
+        int64 array in ``[0, len)``."""
+        if isinstance(indices, Tensor):
+            if indices.is_floating_point() or indices.dtype == torch.bool:
+                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {indices.dtype})")
+            idx = indices.detach().cpu().numpy()
+        else:
+            idx = np.asarray(indices if not isinstance(indices, range) else np.arange(
+                indices.start, indices.stop, indices.step))
+            if idx.size == 0:
+                idx = idx.astype(np.int64)
+            if idx.dtype.kind not in "iu":
+                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {idx.dtype})")
+        if idx.ndim != 1:
+            raise ValueError(f"get_frames_at: 'indices' must be 1-D (got shape {tuple(idx.shape)})")
+        n = len(self)
+        idx = idx.astype(np.int64)
+        bad = (idx < -n) | (idx >= n)
+        if bad.any():
+            raise IndexError(f"get_frames_at: index {int(idx[bad][0])} out of range for {n} frames "
+                             f"of {self.path!r}")
+        return idx % n
+
 
 class VideoReader(FrameIndexing):
     r"""Random access to the frames of a video file, as torchcodec's ``VideoDecoder`` reads them.
@@ -179,26 +203,7 @@ class VideoReader(FrameIndexing):
         """The frames at ``indices`` (any order, repeats allowed; negative counts from the end):
         uint8 ``[N, H, W, 3]``. Each needed GOP is decoded once, in file order; the frames are then put
         in the requested order."""
-        if isinstance(indices, Tensor):
-            if indices.is_floating_point() or indices.dtype == torch.bool:
-                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {indices.dtype})")
-            idx = indices.detach().cpu().numpy()
-        else:
-            idx = np.asarray(indices if not isinstance(indices, range) else np.arange(
-                indices.start, indices.stop, indices.step))
-            if idx.size == 0:
-                idx = idx.astype(np.int64)
-            if idx.dtype.kind not in "iu":
-                raise TypeError(f"get_frames_at: 'indices' must hold integers (got {idx.dtype})")
-        if idx.ndim != 1:
-            raise ValueError(f"get_frames_at: 'indices' must be 1-D (got shape {tuple(idx.shape)})")
-        n = len(self)
-        idx = idx.astype(np.int64)
-        bad = (idx < -n) | (idx >= n)
-        if bad.any():
-            raise IndexError(f"get_frames_at: index {int(idx[bad][0])} out of range for {n} frames "
-                             f"of {self.path!r}")
-        return self._read(idx % n)
+        return self._read(self._indices(indices))
 
     # --------------------------------------------------------------------------------- decode
     def _read(self, idx: np.ndarray, single: bool = False) -> Tensor:
